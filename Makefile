@@ -1,0 +1,43 @@
+# Market Sentiment Tracker. `make demo` and `make test` work from a fresh clone, offline
+# (only the package index is needed, for the first install).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export SENTIMENT_DB ?= data/sentiment.duckdb
+
+.PHONY: install demo test up bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/python -m orchestration.demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Dagster UI on 127.0.0.1:3000 against the replay exchange on 127.0.0.1:8765.
+# Set BYBIT_BASE_URL=https://api.bybit.com and FEAR_GREED_URL=https://api.alternative.me/fng/
+# to use the real sources instead.
+up: install
+	$(BIN)/sentiment replay-server --port 8765 & \
+	trap 'kill $$!' EXIT INT TERM; \
+	BYBIT_BASE_URL=$${BYBIT_BASE_URL:-http://127.0.0.1:8765} \
+	FEAR_GREED_URL=$${FEAR_GREED_URL:-http://127.0.0.1:8765/fng/} \
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: install
+	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_clients.py
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) data/*.duckdb data/*.wal dagster_home/storage dagster_home/history \
+	       dagster_home/schedules dagster_home/logs .pytest_cache

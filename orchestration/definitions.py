@@ -1,0 +1,43 @@
+"""The one Dagster ``Definitions`` of the project: wiring only.
+
+The configuration and the settings are read here, when the code location loads, so a
+config error is reported at load and names its key.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from orchestration.assets.market_data import build_market_data_assets
+from orchestration.checks import build_market_data_checks
+from orchestration.jobs import fear_greed_job, market_data_job
+from orchestration.resources import BybitResource, FearGreedResource, StoreResource
+from orchestration.schedules import fear_greed_daily_schedule, market_data_daily_schedule
+from sentiment.config import load_config
+from sentiment.settings import get_settings
+
+
+def build_definitions(config=None, settings=None) -> Definitions:
+    config = config or load_config()
+    settings = settings or get_settings()
+    sources = config.sources
+    retry = dict(
+        timeout_seconds=sources.timeout_seconds,
+        max_retries=sources.max_retries,
+        backoff_base_seconds=sources.backoff_base_seconds,
+        backoff_max_seconds=sources.backoff_max_seconds,
+    )
+    return Definitions(
+        assets=build_market_data_assets(config),
+        asset_checks=build_market_data_checks(config),
+        jobs=[market_data_job, fear_greed_job],
+        schedules=[market_data_daily_schedule, fear_greed_daily_schedule],
+        resources={
+            "store": StoreResource(database=settings.db_path),
+            "bybit": BybitResource(base_url=settings.bybit_base_url, **retry),
+            "fear_greed_api": FearGreedResource(base_url=settings.fear_greed_url, **retry),
+        },
+    )
+
+
+defs = build_definitions()

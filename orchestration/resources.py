@@ -1,0 +1,78 @@
+"""Dagster resources: the DuckDB store and the two network clients.
+
+Base URLs come from the settings (``BYBIT_BASE_URL``, ``FEAR_GREED_URL``, ``SENTIMENT_DB``),
+read when the definitions load, so the demo and the tests point them at the replay exchange
+on 127.0.0.1 without touching code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+from dagster import ConfigurableResource
+from dagster_duckdb import DuckDBResource
+
+from sentiment.sources.bybit import BybitClient
+from sentiment.sources.fear_greed import FearGreedClient
+from sentiment.store import Store
+
+
+class StoreResource(DuckDBResource):
+    """``DuckDBResource`` whose connections are always closed and retried when locked.
+
+    dagster-duckdb's own ``get_connection`` leaves the file locked when the step raises (it
+    closes only on success) and opens read-write only; both break a single-writer file that
+    the dashboard reads. Everything goes through :class:`sentiment.store.Store` instead.
+    """
+
+    lock_timeout_seconds: float = 60.0
+
+    def store(self) -> Store:
+        return Store(self.database, lock_timeout=self.lock_timeout_seconds)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.store().connect() as conn:
+            yield conn
+
+
+class BybitResource(ConfigurableResource):
+    """Bybit V5 public REST client (the real exchange or the replay exchange)."""
+
+    base_url: str
+    category: str = "linear"
+    timeout_seconds: float = 10.0
+    max_retries: int = 5
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+
+    def client(self) -> BybitClient:
+        return BybitClient(
+            self.base_url,
+            category=self.category,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base_seconds,
+            backoff_max=self.backoff_max_seconds,
+        )
+
+
+class FearGreedResource(ConfigurableResource):
+    """alternative.me Crypto Fear & Greed Index client."""
+
+    base_url: str
+    timeout_seconds: float = 10.0
+    max_retries: int = 5
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+
+    def client(self) -> FearGreedClient:
+        return FearGreedClient(
+            self.base_url,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base_seconds,
+            backoff_max=self.backoff_max_seconds,
+        )

@@ -1,0 +1,65 @@
+"""The ``sentiment`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sentiment.errors import SentimentError
+
+
+def _replay_server(args: argparse.Namespace) -> int:
+    from sentiment.sources.replay import run_server
+
+    run_server(host=args.host, port=args.port, now=args.now, speed=args.speed)
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from sentiment.settings import get_settings
+    from sentiment.store import TABLES, Store
+
+    store = Store(args.db or get_settings().db_path)
+    try:
+        summary = store.summary(list(TABLES))
+    except FileNotFoundError:
+        print(f"no database at {store.path}: run `make demo` first", file=sys.stderr)
+        return 1
+    print(summary.to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sentiment", description="Market Sentiment Tracker")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    replay = sub.add_parser(
+        "replay-server",
+        help="serve the bundled recorded data on 127.0.0.1 in Bybit V5 / alternative.me format",
+    )
+    replay.add_argument("--host", default="127.0.0.1")
+    replay.add_argument("--port", type=int, default=8765)
+    replay.add_argument("--now", default=None, help="replay clock start (ISO-8601 or ms)")
+    replay.add_argument("--speed", type=float, default=0.0,
+                        help="replay seconds per wall second (0 = frozen clock)")
+    replay.set_defaults(func=_replay_server)
+
+    tables = sub.add_parser("tables", help="rows and time range of every table")
+    tables.add_argument("--db", default=None, help="DuckDB file (default $SENTIMENT_DB)")
+    tables.set_defaults(func=_tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SentimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Load and validate ``sentiment.yaml``.
+
+Every problem is reported at load, as a :class:`~sentiment.errors.ConfigError` naming the
+file and the dotted key (``sentiment.weights.trend: expected a number, got 'abc'``), so a
+typo never surfaces as a wrong score hours later. Unknown keys are errors too: a misspelt
+``confirmaton_bars`` would otherwise be silently ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sentiment.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "sentiment.yaml"
+
+#: Bybit V5 kline interval codes and their length in minutes (W = 7 days).
+INTERVAL_MINUTES: dict[str, int] = {
+    "1": 1,
+    "3": 3,
+    "5": 5,
+    "15": 15,
+    "30": 30,
+    "60": 60,
+    "120": 120,
+    "240": 240,
+    "360": 360,
+    "720": 720,
+    "D": 1440,
+    "W": 10080,
+}
+#: Bybit V5 ``intervalTime`` (open interest) and ``period`` (account ratio) codes.
+PERIOD_MINUTES: dict[str, int] = {
+    "5min": 5,
+    "15min": 15,
+    "30min": 30,
+    "1h": 60,
+    "4h": 240,
+    "1d": 1440,
+}
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
+
+
+@dataclass(frozen=True)
+class Weights:
+    trend: float = 0.25
+    momentum: float = 0.20
+    volatility: float = 0.15
+    volume_flow: float = 0.15
+    exchange: float = 0.15
+    macro: float = 0.10
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class RegimeConfig:
+    confirmation_bars: int = 3
+    cooldown_bars: int = 5
+    confidence_threshold: float = 0.5
+    adx_trend_threshold: float = 25.0
+    adx_range_threshold: float = 20.0
+    atr_high_vol_percentile: float = 90.0
+    atr_lookback: int = 90
+
+
+@dataclass(frozen=True)
+class ExchangeDataConfig:
+    funding_rate: bool = True
+    open_interest: bool = True
+    open_interest_interval: str = "1h"
+    long_short_ratio: bool = True
+    long_short_period: str = "1h"
+    long_short_poll_interval: int = 300
+    liquidations: bool = True
+    orderbook_imbalance: bool = True
+    orderbook_depth: int = 50
+
+
+@dataclass(frozen=True)
+class ExternalDataConfig:
+    fear_greed: bool = True
+    fear_greed_refresh_interval: int = 3600
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    buffer_size: int = 500
+    persist_to_db: bool = True
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    timeout_seconds: float = 10.0
+    max_retries: int = 5
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration (the ``sentiment:`` section of ``sentiment.yaml``)."""
+
+    enabled: bool = True
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    intervals: tuple[str, ...] = ("60", "240")
+    start_date: dt.date = dt.date(2022, 1, 1)
+    weights: Weights = field(default_factory=Weights)
+    regime: RegimeConfig = field(default_factory=RegimeConfig)
+    exchange_data: ExchangeDataConfig = field(default_factory=ExchangeDataConfig)
+    external_data: ExternalDataConfig = field(default_factory=ExternalDataConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    path: str | None = None
+
+    def interval_minutes(self, interval: str) -> int:
+        return INTERVAL_MINUTES[interval]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _fail(key: str, message: str, path: str | None) -> ConfigError:
+    return ConfigError(message, key=key, path=path)
+
+
+def _typename(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _as_bool(value: Any, key: str, path: str | None) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _fail(key, f"expected true or false, got {_typename(value)}", path)
+
+
+def _as_int(value: Any, key: str, path: str | None, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(key, f"expected an integer, got {_typename(value)}", path)
+    if minimum is not None and value < minimum:
+        raise _fail(key, f"must be >= {minimum}, got {value}", path)
+    return value
+
+
+def _as_float(
+    value: Any,
+    key: str,
+    path: str | None,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(key, f"expected a number, got {_typename(value)}", path)
+    value = float(value)
+    if minimum is not None and value < minimum:
+        raise _fail(key, f"must be >= {minimum}, got {value}", path)
+    if maximum is not None and value > maximum:
+        raise _fail(key, f"must be <= {maximum}, got {value}", path)
+    return value
+
+
+def _as_choice(value: Any, key: str, path: str | None, choices: dict[str, int]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        allowed = ", ".join(choices)
+        raise _fail(key, f"expected one of {allowed}; got {_typename(value)}", path)
+    return value
+
+
+def _depth(value: Any, key: str, path: str | None) -> int:
+    # API limit: the linear order-book stream offers depths 1, 50, 200 and 500.
+    depth = _as_int(value, key, path, minimum=1)
+    if depth not in (1, 50, 200, 500):
+        raise _fail(key, f"expected one of 1, 50, 200, 500; got {depth}", path)
+    return depth
+
+
+def _mapping(raw: Any, key: str, path: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _fail(key, f"expected a mapping, got {_typename(raw)}", path)
+    return raw
+
+
+def _check_keys(raw: dict[str, Any], allowed: set[str], key: str, path: str | None) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise _fail(
+            f"{key}.{unknown[0]}",
+            f"unknown key (allowed: {', '.join(sorted(allowed))})",
+            path,
+        )
+
+
+def _section(raw: Any, cls: type, key: str, path: str | None, checks: dict[str, Any]):
+    """Build dataclass ``cls`` from ``raw``: defaults for absent keys, ``checks`` per key."""
+    data = _mapping(raw, key, path)
+    names = {f.name for f in fields(cls)}
+    _check_keys(data, names, key, path)
+    values = {}
+    for name, value in data.items():
+        values[name] = checks[name](value, f"{key}.{name}", path)
+    return cls(**values)
+
+
+def _validate(raw: Any, path: str | None) -> Config:
+    top = _mapping(raw, "sentiment", path)
+    if "sentiment" not in top:
+        raise _fail("sentiment", "missing top-level 'sentiment:' section", path)
+    extra = sorted(set(top) - {"sentiment"})
+    if extra:
+        raise _fail(extra[0], "unknown top-level key (only 'sentiment:' is read)", path)
+    data = _mapping(top["sentiment"], "sentiment", path)
+    config_fields = {f.name for f in fields(Config)} - {"path"}
+    _check_keys(data, config_fields, "sentiment", path)
+    k = "sentiment"
+    out: dict[str, Any] = {"path": path}
+
+    if "enabled" in data:
+        out["enabled"] = _as_bool(data["enabled"], f"{k}.enabled", path)
+
+    if "symbols" in data:
+        symbols = data["symbols"]
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        if not isinstance(symbols, list) or not symbols:
+            raise _fail(f"{k}.symbols", "expected a non-empty list of symbols", path)
+        for i, s in enumerate(symbols):
+            if not isinstance(s, str) or not _SYMBOL_RE.match(s):
+                raise _fail(
+                    f"{k}.symbols[{i}]",
+                    f"expected an upper-case Bybit symbol like BTCUSDT, got {_typename(s)}",
+                    path,
+                )
+        if len(set(symbols)) != len(symbols):
+            raise _fail(f"{k}.symbols", "symbols must be unique", path)
+        out["symbols"] = tuple(symbols)
+
+    if "intervals" in data:
+        intervals = data["intervals"]
+        if isinstance(intervals, str | int):
+            intervals = [intervals]
+        if not isinstance(intervals, list) or not intervals:
+            raise _fail(f"{k}.intervals", "expected a non-empty list of kline codes", path)
+        codes = []
+        for i, code in enumerate(intervals):
+            # YAML reads an unquoted 60 as an int; accept it, the code is the string.
+            code = str(code) if isinstance(code, int) and not isinstance(code, bool) else code
+            codes.append(_as_choice(code, f"{k}.intervals[{i}]", path, INTERVAL_MINUTES))
+        if len(set(codes)) != len(codes):
+            raise _fail(f"{k}.intervals", "intervals must be unique", path)
+        out["intervals"] = tuple(codes)
+
+    if "start_date" in data:
+        value = data["start_date"]
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        elif isinstance(value, str):
+            try:
+                value = dt.date.fromisoformat(value)
+            except ValueError:
+                raise _fail(
+                    f"{k}.start_date", f"expected a date YYYY-MM-DD, got {value!r}", path
+                ) from None
+        if not isinstance(value, dt.date):
+            raise _fail(f"{k}.start_date", f"expected a date, got {_typename(value)}", path)
+        out["start_date"] = value
+
+    def unit(v, key, p):
+        return _as_float(v, key, p, minimum=0.0, maximum=1.0)
+
+    weights = _section(
+        data.get("weights"), Weights, f"{k}.weights", path,
+        {f.name: unit for f in fields(Weights)},
+    )
+    total = sum(weights.as_dict().values())
+    if abs(total - 1.0) > 1e-6:
+        raise _fail(f"{k}.weights", f"weights must sum to 1.0, got {total:.6g}", path)
+    out["weights"] = weights
+
+    def pos_int(v, key, p):
+        return _as_int(v, key, p, minimum=1)
+
+    def nonneg_int(v, key, p):
+        return _as_int(v, key, p, minimum=0)
+
+    def adx(v, key, p):
+        return _as_float(v, key, p, minimum=0.0, maximum=100.0)
+
+    regime = _section(
+        data.get("regime"), RegimeConfig, f"{k}.regime", path,
+        {
+            "confirmation_bars": pos_int,
+            "cooldown_bars": nonneg_int,
+            "confidence_threshold": unit,
+            "adx_trend_threshold": adx,
+            "adx_range_threshold": adx,
+            "atr_high_vol_percentile": adx,
+            "atr_lookback": lambda v, key, p: _as_int(v, key, p, minimum=2),
+        },
+    )
+    if regime.adx_range_threshold > regime.adx_trend_threshold:
+        raise _fail(
+            f"{k}.regime.adx_range_threshold",
+            f"must be <= adx_trend_threshold ({regime.adx_trend_threshold}), "
+            f"got {regime.adx_range_threshold}",
+            path,
+        )
+    out["regime"] = regime
+
+    out["exchange_data"] = _section(
+        data.get("exchange_data"), ExchangeDataConfig, f"{k}.exchange_data", path,
+        {
+            "funding_rate": _as_bool,
+            "open_interest": _as_bool,
+            "open_interest_interval": lambda v, key, p: _as_choice(v, key, p, PERIOD_MINUTES),
+            "long_short_ratio": _as_bool,
+            "long_short_period": lambda v, key, p: _as_choice(v, key, p, PERIOD_MINUTES),
+            "long_short_poll_interval": pos_int,
+            "liquidations": _as_bool,
+            "orderbook_imbalance": _as_bool,
+            "orderbook_depth": _depth,
+        },
+    )
+    out["external_data"] = _section(
+        data.get("external_data"), ExternalDataConfig, f"{k}.external_data", path,
+        {"fear_greed": _as_bool, "fear_greed_refresh_interval": pos_int},
+    )
+    out["history"] = _section(
+        data.get("history"), HistoryConfig, f"{k}.history", path,
+        {"buffer_size": pos_int, "persist_to_db": _as_bool},
+    )
+
+    def positive(v, key, p):
+        value = _as_float(v, key, p, minimum=0.0)
+        if value <= 0:
+            raise _fail(key, f"must be > 0, got {value}", p)
+        return value
+
+    sources = _section(
+        data.get("sources"), SourcesConfig, f"{k}.sources", path,
+        {
+            "timeout_seconds": positive,
+            "max_retries": nonneg_int,
+            "backoff_base_seconds": positive,
+            "backoff_max_seconds": positive,
+        },
+    )
+    if sources.backoff_max_seconds < sources.backoff_base_seconds:
+        raise _fail(
+            f"{k}.sources.backoff_max_seconds", "must be >= backoff_base_seconds", path
+        )
+    out["sources"] = sources
+    return Config(**out)
+
+
+def parse_config(text: str, path: str | None = None) -> Config:
+    """Validate configuration given as YAML text (``path`` only labels the errors)."""
+    try:
+        raw = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as exc:
+        # PyYAML raises a bare ValueError for impossible dates such as 2022-13-01.
+        raise ConfigError(f"not valid YAML: {exc}", path=path) from None
+    return _validate(raw, path)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the configuration.
+
+    Parameters
+    ----------
+    path
+        The YAML file. ``None`` means ``$SENTIMENT_CONFIG``, else ``sentiment.yaml`` in the
+        working directory, else the one at the repository root.
+    """
+    if path is None:
+        path = os.environ.get("SENTIMENT_CONFIG") or DEFAULT_CONFIG_PATH
+        candidate = Path(path)
+        if not candidate.exists() and not os.environ.get("SENTIMENT_CONFIG"):
+            candidate = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_PATH
+        path = candidate
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("configuration file not found", path=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file: {exc}", path=str(path)) from None
+    return parse_config(text, str(path))

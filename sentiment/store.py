@@ -1,0 +1,402 @@
+"""The storage adapter: the only module that talks to DuckDB.
+
+Design points (DESIGN sections 4, 5 and 8.13-8.15):
+
+* SQL lives in ``sql/``; values are bound as parameters, never formatted into strings.
+  Table and column names come from :data:`TABLES` only, never from user input.
+* Bulk data moves as DataFrames/Arrow: ``INSERT ... SELECT`` from a registered frame runs
+  at millions of rows per second, ``executemany`` at thousands.
+* DuckDB lets one process hold a file read-write, or many read-only, never both. Every
+  connection is therefore short-lived, closed in ``finally`` (a lock held by a crashed step
+  blocks every other process), and opening a locked file is retried with backoff.
+* Every write is one transaction: a failure leaves the table exactly as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SCHEMA_FILE = SQL_DIR / "schema.sql"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Name, primary key and columns of one table of the schema."""
+
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+    time_column: str | None
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        return self.key + tuple(c for c in self.columns if c not in self.key)
+
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t
+    for t in (
+        TableSpec(
+            "candles",
+            ("symbol", "interval", "open_time"),
+            ("open", "high", "low", "close", "volume", "turnover"),
+            "open_time",
+        ),
+        TableSpec("funding_rates", ("symbol", "funding_time"), ("funding_rate",), "funding_time"),
+        TableSpec("open_interest", ("symbol", "interval", "ts"), ("open_interest",), "ts"),
+        TableSpec(
+            "long_short_ratio", ("symbol", "period", "ts"), ("buy_ratio", "sell_ratio"), "ts"
+        ),
+        TableSpec("fear_greed", ("ts",), ("value", "classification"), "ts"),
+        TableSpec(
+            "tickers",
+            ("symbol", "ts"),
+            (
+                "last_price", "mark_price", "index_price", "prev_price_24h", "price_24h_pcnt",
+                "high_price_24h", "low_price_24h", "prev_price_1h", "open_interest",
+                "open_interest_value", "turnover_24h", "volume_24h", "funding_rate",
+                "next_funding_time", "bid1_price", "bid1_size", "ask1_price", "ask1_size",
+            ),
+            "ts",
+        ),
+        TableSpec("liquidations", ("symbol", "ts", "side", "price", "size"), ("seq",), "ts"),
+        TableSpec("orderbook_imbalance", ("symbol", "ts"), ("obi",), "ts"),
+        TableSpec(
+            "sentiment_history",
+            ("symbol", "interval", "timestamp"),
+            (
+                "close", "sentiment_score", "confidence", "regime", "regime_duration_bars",
+                "regime_confidence", "trend_score", "momentum_score", "volatility_score",
+                "volume_flow_score", "exchange_sentiment", "macro_sentiment", "funding_rate",
+                "open_interest", "open_interest_delta_pct", "long_short_ratio",
+                "liquidation_intensity", "order_book_imbalance", "fear_greed_index",
+                "hmm_regime", "hmm_probability", "hmm_model_id", "hmm_state_probabilities",
+            ),
+            "timestamp",
+        ),
+        TableSpec(
+            "regime_transitions",
+            ("symbol", "interval", "timestamp"),
+            ("from_regime", "to_regime"),
+            "timestamp",
+        ),
+        TableSpec(
+            "hmm_models",
+            ("model_id",),
+            (
+                "symbol", "interval", "trained_at", "train_start", "train_end", "n_states",
+                "bic", "log_likelihood", "params", "labels",
+            ),
+            "train_end",
+        ),
+        TableSpec(
+            "tracker_state", ("symbol", "interval"), ("last_timestamp", "state"), "last_timestamp"
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Rows that replace one slice of a table: time in ``[start, end)`` and ``where``."""
+
+    frame: pd.DataFrame
+    start: Any
+    end: Any
+    where: dict[str, Any] = field(default_factory=dict)
+
+
+class StoreError(RuntimeError):
+    """A write was refused (bad frame) or the database stayed locked past the timeout."""
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "lock" in text.lower() or "Conflicting lock" in text
+
+
+def _spec(table: str) -> TableSpec:
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise StoreError(f"unknown table {table!r}; known: {', '.join(TABLES)}") from None
+
+
+def _to_naive_utc(value: Any) -> dt.datetime:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()
+
+
+def named_queries(filename: str) -> dict[str, str]:
+    """The queries of ``sql/<filename>``, keyed by their ``-- name: xxx`` header."""
+    queries: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in (SQL_DIR / filename).read_text(encoding="utf-8").splitlines():
+        if line.startswith("-- name:"):
+            current = queries.setdefault(line.split(":", 1)[1].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip() for name, lines in queries.items()}
+
+
+class Store:
+    """A DuckDB file with the project's schema.
+
+    Parameters
+    ----------
+    path
+        The database file (``SENTIMENT_DB``), created with its directory if missing.
+    lock_timeout
+        Seconds to keep retrying a file another process holds before giving up.
+    """
+
+    _schema_applied: set[str] = set()
+
+    def __init__(self, path: str | Path, *, lock_timeout: float = 60.0):
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+
+    # ------------------------------------------------------------------ connections
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.01
+        while True:
+            try:
+                # Rows carry their own keys and reads ORDER BY them, so DuckDB need not keep
+                # insertion order: that is what lets bulk inserts with a primary key reach
+                # about 1 M rows/s here instead of about 0.6 M.
+                return duckdb.connect(
+                    str(self.path),
+                    read_only=read_only,
+                    config={"preserve_insertion_order": False},
+                )
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                # Another process holds the file (one writer or many readers, never both).
+                if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                    if _is_lock_error(exc):
+                        raise StoreError(
+                            f"database {self.path} stayed locked for {self.lock_timeout:.0f} s: "
+                            f"{exc}"
+                        ) from exc
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.5)
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection, always closed (also when the body raises).
+
+        A write connection applies the schema first (idempotent ``CREATE ... IF NOT EXISTS``).
+        A read-only connection on a file that does not exist yet raises ``FileNotFoundError``.
+        """
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"database {self.path} does not exist yet")
+        conn = self._open(read_only)
+        try:
+            if not read_only:
+                self._apply_schema(conn)
+            yield conn
+        finally:
+            conn.close()
+
+    def _apply_schema(self, conn: duckdb.DuckDBPyConnection) -> None:
+        key = str(self.path.resolve())
+        if key in Store._schema_applied:
+            return
+        conn.execute(SCHEMA_FILE.read_text(encoding="utf-8"))
+        Store._schema_applied.add(key)
+
+    def init(self) -> None:
+        """Create the file and every table of the schema if missing."""
+        Store._schema_applied.discard(str(self.path.resolve()))
+        with self.connect():
+            pass
+
+    # ------------------------------------------------------------------ writes
+
+    @staticmethod
+    def _frame(
+        spec: TableSpec, frame: pd.DataFrame, *, check_duplicates: bool = True
+    ) -> pd.DataFrame:
+        missing = [c for c in spec.key if c not in frame.columns]
+        if missing:
+            raise StoreError(f"{spec.name}: frame lacks key column(s) {', '.join(missing)}")
+        unknown = [c for c in frame.columns if c not in spec.all_columns]
+        if unknown:
+            raise StoreError(f"{spec.name}: unknown column(s) {', '.join(unknown)}")
+        # INSERT OR REPLACE would silently keep one of two rows with the same key; a plain
+        # INSERT (the replace path) lets the primary key itself reject them.
+        if check_duplicates and frame.duplicated(list(spec.key)).any():
+            dup = frame[frame.duplicated(list(spec.key), keep=False)].head(2)
+            raise StoreError(
+                f"{spec.name}: duplicate primary keys in the frame, e.g. "
+                f"{dup[list(spec.key)].to_dict('records')}"
+            )
+        return frame
+
+    @staticmethod
+    def _insert(
+        conn: duckdb.DuckDBPyConnection, spec: TableSpec, frame: pd.DataFrame, *, replace: bool
+    ) -> int:
+        if frame.empty:
+            return 0
+        cols = ", ".join(f'"{c}"' for c in frame.columns)
+        verb = "INSERT OR REPLACE INTO" if replace else "INSERT INTO"
+        conn.register("_incoming", frame)
+        try:
+            conn.execute(f'{verb} "{spec.name}" ({cols}) SELECT {cols} FROM _incoming')
+        finally:
+            conn.unregister("_incoming")
+        return len(frame)
+
+    def upsert(self, table: str, frame: pd.DataFrame) -> int:
+        """Insert rows, replacing those whose primary key already exists (one transaction).
+
+        Returns the number of rows written.
+        """
+        spec = _spec(table)
+        frame = self._frame(spec, frame)
+        with self.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                n = self._insert(conn, spec, frame, replace=True)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return n
+
+    def replace_range(
+        self,
+        table: str,
+        frame: pd.DataFrame,
+        *,
+        start: Any,
+        end: Any,
+        where: Mapping[str, Any | Sequence[Any]] | None = None,
+    ) -> int:
+        """Replace exactly one slice of a table in one transaction.
+
+        Deletes the rows whose time column is in ``[start, end)`` and whose ``where`` columns
+        equal the given values (a sequence means any of them), then inserts ``frame``.
+        Every row of ``frame`` must fall inside that slice, so a partition write can never
+        touch its neighbours. A failure rolls back: the old rows stay.
+        """
+        return self.replace_slices(table, [Slice(frame, start, end, dict(where or {}))])
+
+    def replace_slices(self, table: str, slices: Sequence[Slice]) -> int:
+        """Replace several slices (e.g. every partition of a backfill run) in one transaction."""
+        spec = _spec(table)
+        if spec.time_column is None:
+            raise StoreError(f"{table} has no time column to replace a range on")
+        statements = []
+        for piece in slices:
+            frame = self._frame(spec, piece.frame, check_duplicates=False)
+            start_dt, end_dt = _to_naive_utc(piece.start), _to_naive_utc(piece.end)
+            conditions = [f'"{spec.time_column}" >= ?', f'"{spec.time_column}" < ?']
+            params: list[Any] = [start_dt, end_dt]
+            for column, value in piece.where.items():
+                if column not in spec.all_columns:
+                    raise StoreError(f"{table}: unknown column {column!r} in where")
+                values = list(value) if isinstance(value, list | tuple | set) else [value]
+                conditions.append(f'"{column}" IN ({", ".join("?" for _ in values)})')
+                params.extend(values)
+                if not frame.empty and not frame[column].isin(values).all():
+                    raise StoreError(f"{table}: frame has rows outside {column} in {values}")
+            if not frame.empty:
+                times = pd.to_datetime(frame[spec.time_column])
+                if (times < pd.Timestamp(start_dt)).any() or (
+                    times >= pd.Timestamp(end_dt)
+                ).any():
+                    raise StoreError(
+                        f"{table}: frame has rows outside [{start_dt}, {end_dt}) "
+                        f"({times.min()} .. {times.max()})"
+                    )
+            statements.append((" AND ".join(conditions), params, frame))
+        written = 0
+        with self.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for condition, params, frame in statements:
+                    conn.execute(f'DELETE FROM "{table}" WHERE {condition}', params)
+                    written += self._insert(conn, spec, frame, replace=False)
+                conn.execute("COMMIT")
+            except duckdb.ConstraintException as exc:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"{table}: {exc}") from exc
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return written
+
+    # ------------------------------------------------------------------ reads
+
+    def read(
+        self,
+        table: str,
+        *,
+        start: Any = None,
+        end: Any = None,
+        where: Mapping[str, Any | Sequence[Any]] | None = None,
+        read_only: bool = False,
+    ) -> pd.DataFrame:
+        """Rows of ``table`` with the time column in ``[start, end)``, ordered by key."""
+        spec = _spec(table)
+        conditions: list[str] = []
+        params: list[Any] = []
+        if start is not None:
+            conditions.append(f'"{spec.time_column}" >= ?')
+            params.append(_to_naive_utc(start))
+        if end is not None:
+            conditions.append(f'"{spec.time_column}" < ?')
+            params.append(_to_naive_utc(end))
+        for column, value in (where or {}).items():
+            if column not in spec.all_columns:
+                raise StoreError(f"{table}: unknown column {column!r} in where")
+            values = list(value) if isinstance(value, list | tuple | set) else [value]
+            conditions.append(f'"{column}" IN ({", ".join("?" for _ in values)})')
+            params.extend(values)
+        sql = f'SELECT * FROM "{table}"'
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY " + ", ".join(f'"{c}"' for c in spec.key)
+        with self.connect(read_only=read_only) as conn:
+            return conn.execute(sql, params).df()
+
+    def query(self, sql: str, params: Sequence[Any] = (), *, read_only: bool = True) -> pd.DataFrame:
+        """Run a read query (SQL from ``sql/`` or the caller's own) and return a frame."""
+        with self.connect(read_only=read_only) as conn:
+            return conn.execute(sql, list(params)).df()
+
+    def summary(self, tables: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows, symbols and time range per table: what ``make demo`` prints."""
+        rows = []
+        with self.connect() as conn:
+            for name in tables or TABLES:
+                spec = _spec(name)
+                tcol = spec.time_column
+                has_symbol = "symbol" in spec.all_columns
+                symbols = "count(DISTINCT symbol)" if has_symbol else "NULL"
+                n, first, last, nsym = conn.execute(
+                    f'SELECT count(*), min("{tcol}"), max("{tcol}"), {symbols} FROM "{name}"'
+                ).fetchone()
+                rows.append(
+                    {"table": name, "rows": n, "symbols": nsym, "first": first, "last": last}
+                )
+        return pd.DataFrame(rows)

@@ -1,0 +1,74 @@
+-- Data-quality queries behind the Dagster asset checks (orchestration/checks.py).
+-- Each query returns the offending rows (an empty result means the check passes).
+-- Loaded by name through sentiment.store.named_queries.
+
+-- name: candles_gaps
+-- Consecutive bars per symbol and interval further apart than one interval.
+WITH ordered AS (
+    SELECT symbol, interval, open_time,
+           lag(open_time) OVER (PARTITION BY symbol, interval ORDER BY open_time) AS prev_time
+    FROM candles
+)
+SELECT symbol, interval, prev_time AS gap_after, open_time AS gap_before,
+       CAST(date_diff('minute', prev_time, open_time) AS BIGINT) AS minutes
+FROM ordered
+WHERE prev_time IS NOT NULL
+  AND CASE interval
+        WHEN 'D' THEN open_time <> prev_time + INTERVAL 1 DAY
+        WHEN 'W' THEN open_time <> prev_time + INTERVAL 7 DAY
+        ELSE open_time <> prev_time + to_minutes(CAST(interval AS BIGINT))
+      END
+ORDER BY symbol, interval, open_time
+LIMIT 100;
+
+-- name: candles_duplicates
+SELECT symbol, interval, open_time, count(*) AS n
+FROM candles
+GROUP BY ALL
+HAVING count(*) > 1
+LIMIT 100;
+
+-- name: candles_out_of_range
+SELECT symbol, interval, open_time, open, high, low, close, volume, turnover
+FROM candles
+WHERE NOT (open > 0 AND high > 0 AND low > 0 AND close > 0
+           AND high >= greatest(open, close, low) AND low <= least(open, close, high)
+           AND volume >= 0 AND turnover >= 0)
+   OR open IS NULL OR high IS NULL OR low IS NULL OR close IS NULL
+LIMIT 100;
+
+-- name: funding_rates_out_of_range
+-- Bybit caps funding per settlement well below 5 %; anything beyond is a parsing error.
+SELECT symbol, funding_time, funding_rate
+FROM funding_rates
+WHERE funding_rate IS NULL OR isnan(funding_rate) OR abs(funding_rate) > 0.05
+LIMIT 100;
+
+-- name: open_interest_out_of_range
+SELECT symbol, interval, ts, open_interest
+FROM open_interest
+WHERE open_interest IS NULL OR isnan(open_interest) OR open_interest < 0
+LIMIT 100;
+
+-- name: long_short_ratio_out_of_range
+SELECT symbol, period, ts, buy_ratio, sell_ratio
+FROM long_short_ratio
+WHERE buy_ratio IS NULL OR sell_ratio IS NULL
+   OR buy_ratio < 0 OR buy_ratio > 1 OR sell_ratio < 0 OR sell_ratio > 1
+   OR abs(buy_ratio + sell_ratio - 1) > 0.01
+LIMIT 100;
+
+-- name: fear_greed_out_of_range
+SELECT ts, value, classification
+FROM fear_greed
+WHERE value IS NULL OR value < 0 OR value > 100 OR classification IS NULL
+LIMIT 100;
+
+-- name: candles_latest
+SELECT symbol, interval, max(open_time) AS latest FROM candles GROUP BY ALL ORDER BY ALL;
+
+-- name: funding_rates_latest
+SELECT symbol, max(funding_time) AS latest FROM funding_rates GROUP BY ALL ORDER BY ALL;
+
+-- name: fear_greed_latest
+SELECT max(ts) AS latest FROM fear_greed;

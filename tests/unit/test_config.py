@@ -1,0 +1,86 @@
+"""sentiment.yaml is validated at load and every error names its key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from sentiment.config import load_config, parse_config
+from sentiment.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_repository_config_loads_with_brief_defaults():
+    config = load_config(REPO / "sentiment.yaml")
+    assert config.symbols == ("BTCUSDT", "ETHUSDT")
+    assert config.intervals == ("60", "240")
+    assert config.start_date == dt.date(2022, 1, 1)
+    assert config.weights.as_dict() == pytest.approx(
+        {"trend": 0.25, "momentum": 0.20, "volatility": 0.15, "volume_flow": 0.15,
+         "exchange": 0.15, "macro": 0.10}
+    )
+    assert config.regime.confirmation_bars == 3
+    assert config.regime.cooldown_bars == 5
+    assert config.exchange_data.orderbook_depth == 50
+
+
+def test_environment_variable_selects_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "alt.yaml"
+    path.write_text("sentiment:\n  symbols: [SOLUSDT]\n  intervals: [\"D\"]\n")
+    monkeypatch.setenv("SENTIMENT_CONFIG", str(path))
+    config = load_config()
+    assert config.symbols == ("SOLUSDT",)
+    assert config.intervals == ("D",)
+    assert config.path == str(path)
+
+
+def test_unquoted_interval_is_read_as_its_code():
+    assert parse_config("sentiment:\n  intervals: [60, 240]\n").intervals == ("60", "240")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("sentiment:\n  weights: {trend: abc}\n", "sentiment.weights.trend", "expected a number"),
+        ("sentiment:\n  weights: {trend: 0.5}\n", "sentiment.weights", "sum to 1.0"),
+        ("sentiment:\n  regime: {confirmaton_bars: 3}\n", "sentiment.regime.confirmaton_bars",
+         "unknown key"),
+        ("sentiment:\n  regime: {cooldown_bars: -1}\n", "sentiment.regime.cooldown_bars", ">= 0"),
+        ("sentiment:\n  regime: {adx_range_threshold: 30}\n",
+         "sentiment.regime.adx_range_threshold", "adx_trend_threshold"),
+        ("sentiment:\n  intervals: [\"7\"]\n", "sentiment.intervals[0]", "expected one of"),
+        ("sentiment:\n  symbols: [btc-usdt]\n", "sentiment.symbols[0]", "Bybit symbol"),
+        ("sentiment:\n  symbols: [BTCUSDT, BTCUSDT]\n", "sentiment.symbols", "unique"),
+        ("sentiment:\n  start_date: \"2022-13-01\"\n", "sentiment.start_date", "YYYY-MM-DD"),
+        ("sentiment:\n  exchange_data: {open_interest_interval: 2h}\n",
+         "sentiment.exchange_data.open_interest_interval", "1h"),
+        ("sentiment:\n  exchange_data: {orderbook_depth: 40}\n",
+         "sentiment.exchange_data.orderbook_depth", "50"),
+        ("sentiment:\n  history: {persist_to_db: yes please}\n",
+         "sentiment.history.persist_to_db", "true or false"),
+        ("sentiment:\n  sources: {timeout_seconds: 0}\n", "sentiment.sources.timeout_seconds",
+         "> 0"),
+        ("sentiment:\n  weights: [1, 2]\n", "sentiment.weights", "mapping"),
+        ("other: 1\n", "sentiment", "missing"),
+    ],
+)
+def test_invalid_values_name_the_key(text, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "bad.yaml")
+    assert info.value.key == key
+    message = str(info.value)
+    assert message.startswith(f"bad.yaml: {key}: ")
+    assert fragment in message
+
+
+def test_missing_file_and_broken_yaml_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sentiment: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_config(broken)
+    assert str(broken) in str(info.value)
