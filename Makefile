@@ -34,6 +34,7 @@ up: install
 bench: install
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_clients.py
+	$(BIN)/python bench/bench_demo.py
 
 lint: install
 	$(BIN)/ruff check .

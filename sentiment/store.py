@@ -259,10 +259,10 @@ class Store:
         cols = ", ".join(f'"{c}"' for c in frame.columns)
         verb = "INSERT OR REPLACE INTO" if replace else "INSERT INTO"
         conn.register("_incoming", frame)
-        try:
-            conn.execute(f'{verb} "{spec.name}" ({cols}) SELECT {cols} FROM _incoming')
-        finally:
-            conn.unregister("_incoming")
+        # No unregister in `finally`: inside an aborted transaction it raises and would hide
+        # the real error; the connection is short-lived and closed by `connect` anyway.
+        conn.execute(f'{verb} "{spec.name}" ({cols}) SELECT {cols} FROM _incoming')
+        conn.unregister("_incoming")
         return len(frame)
 
     def upsert(self, table: str, frame: pd.DataFrame) -> int:

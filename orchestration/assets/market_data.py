@@ -5,7 +5,6 @@ only then replaces exactly those partitions in one transaction, so a failed fetc
 response, exhausted retries) writes nothing and leaves what is stored untouched.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable

@@ -1,0 +1,49 @@
+"""Process settings from the environment: where the configuration, the database and the
+data sources are.
+
+Every network client takes its base URL from here, so the demo and the tests point them at
+the replay exchange on 127.0.0.1 by setting environment variables, never by editing code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: Environment variable -> default value.
+DEFAULTS: dict[str, str] = {
+    "SENTIMENT_CONFIG": "sentiment.yaml",
+    "SENTIMENT_DB": "data/sentiment.duckdb",
+    "BYBIT_BASE_URL": "https://api.bybit.com",
+    "BYBIT_WS_URL": "wss://stream.bybit.com/v5/public/linear",
+    "FEAR_GREED_URL": "https://api.alternative.me/fng/",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things are; read once with :func:`get_settings`."""
+
+    config_path: str
+    db_path: str
+    bybit_base_url: str
+    bybit_ws_url: str
+    fear_greed_url: str
+
+
+def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (default ``os.environ``); unset or empty means the default."""
+    env = os.environ if environ is None else environ
+
+    def read(name: str) -> str:
+        value = env.get(name, "").strip()
+        return value or DEFAULTS[name]
+
+    return Settings(
+        config_path=read("SENTIMENT_CONFIG"),
+        db_path=read("SENTIMENT_DB"),
+        bybit_base_url=read("BYBIT_BASE_URL"),
+        bybit_ws_url=read("BYBIT_WS_URL"),
+        fear_greed_url=read("FEAR_GREED_URL"),
+    )

@@ -1,0 +1,159 @@
+"""alternative.me Crypto Fear & Greed Index over REST.
+
+``GET {base_url}?limit=N&format=json`` answers
+``{"name": ..., "data": [{"value", "value_classification", "timestamp"}, ...],
+"metadata": {"error": null}}`` with ``value`` (0-100) and ``timestamp`` (Unix seconds, the
+day's 00:00 UTC) as strings, newest first; ``limit=0`` returns the whole history (~3000 days).
+The API has no date-range parameter, so :meth:`FearGreedClient.history` fetches everything
+and filters client-side.
+
+Transport, retries and rate limiting are shared with the Bybit client
+(:mod:`sentiment.sources.http`, built on :mod:`requests`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sentiment.sources.http import (
+    HttpTransport,
+    RateLimit,
+    ResponseContext,
+    dict_column,
+    float_column,
+    seconds_column,
+    to_utc,
+)
+
+SOURCE = "fear_greed"
+ENDPOINT = "fng"
+
+#: API limit: 60 requests per minute, counted over a 10-minute window. A burst of 20 plus
+#: 0.5 requests/s stays within 50 in any minute.
+RATE_LIMIT = RateLimit(requests=60, per_seconds=60.0, headroom=0.5, burst=20)
+
+COLUMNS = ["ts", "value", "classification"]
+
+
+def parse_fear_greed(payload: Any, *, ctx: ResponseContext | None = None) -> pd.DataFrame:
+    """Rows of one Fear & Greed response: ``ts`` (day), ``value``, ``classification``.
+
+    Ascending by day and de-duplicated (the first listed row of a day wins).
+
+    Raises
+    ------
+    SourceError
+        ``metadata.error`` is set, a field is missing, ``value`` is not a number in
+        [0, 100], ``timestamp`` is not Unix seconds, or the classification is empty.
+    """
+    ctx = ctx or ResponseContext(SOURCE, ENDPOINT)
+    if not isinstance(payload, dict):
+        raise ctx.error("response is not a JSON object", field="body")
+    metadata = payload.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("error") is not None:
+        raise ctx.error(f"the API reported an error: {metadata['error']!r}",
+                        field="metadata.error")
+    rows = ctx.require_list(payload, "data")
+    values = float_column(dict_column(rows, "value", ctx), "value", ctx)
+    out_of_range = (values < 0) | (values > 100)
+    if out_of_range.any():
+        i = int(np.flatnonzero(out_of_range)[0])
+        raise ctx.error(f"value {rows[i]['value']!r} is outside [0, 100] (row {i})",
+                        field="value")
+    labels = dict_column(rows, "value_classification", ctx)
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise ctx.error(f"value_classification is not a label: {label!r} (row {i})",
+                            field="value_classification")
+    days = seconds_column(dict_column(rows, "timestamp", ctx), "timestamp", ctx)
+    frame = pd.DataFrame(
+        {
+            # One value per UTC day: the API stamps 00:00 UTC; flooring guards against a
+            # stamp taken later in the day landing on its own key.
+            "ts": pd.DatetimeIndex(days).floor("D").as_unit("ns"),
+            "value": values,
+            "classification": pd.Series(labels, dtype=str),
+        },
+        columns=COLUMNS,
+    )
+    return (
+        frame.sort_values("ts", kind="stable")
+        .drop_duplicates(subset=["ts"], keep="first")
+        .reset_index(drop=True)
+    )
+
+
+class FearGreedClient:
+    """alternative.me Fear & Greed Index client (one ``requests.Session``).
+
+    Parameters
+    ----------
+    base_url : str
+        The full index URL, ``https://api.alternative.me/fng/`` by default (``FEAR_GREED_URL``).
+    timeout, max_retries, backoff_base, backoff_max, sleep, rng
+        As for :class:`~sentiment.sources.bybit.BybitClient`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        sleep: Callable[[float], Any] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ):
+        self.base_url = base_url
+        self.transport = HttpTransport(
+            SOURCE,
+            display_name="alternative.me",
+            rate_limit=RATE_LIMIT,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            sleep=sleep,
+            rng=rng,
+        )
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> FearGreedClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fetch(self, limit: int) -> pd.DataFrame:
+        ctx = ResponseContext(SOURCE, ENDPOINT)
+        payload = self.transport.get_json(
+            self.base_url, {"limit": limit, "format": "json"}, endpoint=ENDPOINT
+        )
+        return parse_fear_greed(payload, ctx=ctx)
+
+    def history(self, start: Any = None, end: Any = None) -> pd.DataFrame:
+        """Every day with ``start <= ts < end`` (either bound may be ``None``).
+
+        ``ts`` is the day's 00:00 UTC, so a day is included when its midnight lies in the
+        half-open range, the same rule as every Bybit endpoint.
+        """
+        frame = self._fetch(0)
+        mask = np.ones(len(frame), dtype=bool)
+        if start is not None:
+            mask &= (frame["ts"] >= to_utc(start, name="start")).to_numpy()
+        if end is not None:
+            mask &= (frame["ts"] < to_utc(end, name="end")).to_numpy()
+        return frame.loc[mask].reset_index(drop=True)
+
+    def latest(self) -> pd.DataFrame:
+        """The newest day only (``limit=1``)."""
+        return self._fetch(1)
