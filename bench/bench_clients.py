@@ -32,8 +32,10 @@ def main() -> None:
             page_times.append(time.perf_counter() - t0)
         assert len(frame) == 1000, len(frame)
         print("replay exchange on 127.0.0.1")
-        print(f"  1000-row kline page, fetch + parse: median {statistics.median(page_times)*1e3:.1f}"
-              f" ms, p90 {sorted(page_times)[44]*1e3:.1f} ms")
+        median_ms = statistics.median(page_times) * 1e3
+        p90_ms = sorted(page_times)[44] * 1e3
+        print(f"  1000-row kline page, fetch + parse: median {median_ms:.1f} ms, "
+              f"p90 {p90_ms:.1f} ms")
         t0 = time.perf_counter()
         year = client.klines("BTCUSDT", "60", BUNDLE_START, BUNDLE_END)
         took = time.perf_counter() - t0

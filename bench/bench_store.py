@@ -53,18 +53,18 @@ def main() -> None:
             store = Store(Path(tmp) / "a.duckdb")
             store.init()
             results["insert new keys (replace path on an empty range)"].append(
-                timed(lambda: store.replace_range("candles", data, start=start, end=end,
+                timed(lambda store=store: store.replace_range("candles", data, start=start, end=end,
                                                   where=where)))
             results["replace existing partition (DELETE + INSERT)"].append(
-                timed(lambda: store.replace_range("candles", data, start=start, end=end,
+                timed(lambda store=store: store.replace_range("candles", data, start=start, end=end,
                                                   where=where)))
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "b.duckdb")
             store.init()
             results["upsert new keys (INSERT OR REPLACE)"].append(
-                timed(lambda: store.upsert("candles", data)))
+                timed(lambda store=store: store.upsert("candles", data)))
             results["upsert existing keys (INSERT OR REPLACE)"].append(
-                timed(lambda: store.upsert("candles", data)))
+                timed(lambda store=store: store.upsert("candles", data)))
     print(f"DuckDB candle writes, {ROWS:,} rows, median of 3")
     for name, seconds in results.items():
         median = statistics.median(seconds)

@@ -38,6 +38,10 @@ INGESTED = {
 }
 
 
+#: Keep Dagster's per-step log lines out of the demo's report (the UI shows them all).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _range_tags(first: str, last: str) -> dict[str, str]:
     return {
         "dagster/asset_partition_range_start": first,
@@ -56,9 +60,8 @@ def print_table_summary(store: Store, tables: dict[str, str]) -> None:
     print(header)
     print("-" * len(header))
     for row in summary.to_dict("records"):
-        symbols = "-" if row["symbols"] is None or row["symbols"] != row["symbols"] else row[
-            "symbols"
-        ]
+        nsym = row["symbols"]
+        symbols = "-" if nsym is None or nsym != nsym else int(nsym)
         first = str(row["first"])[:19] if row["first"] is not None else "-"
         last = str(row["last"])[:19] if row["last"] is not None else "-"
         print(
@@ -92,7 +95,9 @@ def run(start: dt.date, end: dt.date) -> int:
         for job_name, tags in runs:
             started = time.perf_counter()
             job = defs.resolve_job_def(job_name)
-            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False, run_config=QUIET
+            )
             took = time.perf_counter() - started
             status = "ok" if result.success else "FAILED"
             print(f"{job_name}: {tags['dagster/asset_partition_range_start']} .. "
@@ -108,7 +113,10 @@ def run(start: dt.date, end: dt.date) -> int:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     print()
-    print(f"Query it: duckdb {settings.db_path} \"SELECT * FROM candles LIMIT 5\"")
+    print("Query it (read-only, so the pipeline can keep writing):")
+    print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.db_path}', "
+          f"read_only=True).sql('SELECT symbol, interval, count(*) FROM candles GROUP BY ALL'))\"")
+    print("  more in sql/examples.sql; rows per table: .venv/bin/sentiment tables")
     return 0
 
 

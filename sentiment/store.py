@@ -379,7 +379,9 @@ class Store:
         with self.connect(read_only=read_only) as conn:
             return conn.execute(sql, params).df()
 
-    def query(self, sql: str, params: Sequence[Any] = (), *, read_only: bool = True) -> pd.DataFrame:
+    def query(
+        self, sql: str, params: Sequence[Any] = (), *, read_only: bool = True
+    ) -> pd.DataFrame:
         """Run a read query (SQL from ``sql/`` or the caller's own) and return a frame."""
         with self.connect(read_only=read_only) as conn:
             return conn.execute(sql, list(params)).df()
