@@ -401,4 +401,6 @@ class Store:
                 rows.append(
                     {"table": name, "rows": n, "symbols": nsym, "first": first, "last": last}
                 )
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        frame["symbols"] = frame["symbols"].astype("Int64")
+        return frame
