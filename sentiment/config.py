@@ -95,6 +95,8 @@ class ExternalDataConfig:
 class HistoryConfig:
     buffer_size: int = 500
     persist_to_db: bool = True
+    # Bars a tracker checkpoint keeps to reopen its TA-Lib handles on restore.
+    checkpoint_bars: int = 5000
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,12 @@ def _validate(raw: Any, path: str | None) -> Config:
     )
     out["history"] = _section(
         data.get("history"), HistoryConfig, f"{k}.history", path,
-        {"buffer_size": pos_int, "persist_to_db": _as_bool},
+        {
+            "buffer_size": pos_int,
+            "persist_to_db": _as_bool,
+            # SMA 200 must be able to reopen from the stored bars.
+            "checkpoint_bars": lambda v, key, p: _as_int(v, key, p, minimum=250),
+        },
     )
 
     def positive(v, key, p):

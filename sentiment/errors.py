@@ -71,3 +71,19 @@ class SourceBlockedError(SourceError):
 
     Retrying makes a ban longer, so the client stops at once and says so.
     """
+
+
+class InputError(SentimentError, ValueError):
+    """Data handed to the core cannot be used (a NaN price, bars out of order, ...).
+
+    Names the input (``candles``, ``funding``, ...), the symbol and the field; the object
+    that raised it is left exactly as it was.
+    """
+
+    def __init__(self, source: str, message: str, *, symbol: str | None = None,
+                 field: str | None = None):
+        self.source = source
+        self.symbol = symbol
+        self.field = field
+        where = " ".join(p for p in (source, symbol, field and f"field {field}") if p)
+        super().__init__(f"{where}: {message}")

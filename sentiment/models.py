@@ -1,0 +1,144 @@
+"""Records the core hands out: :class:`SentimentSnapshot` and :class:`RegimeState`.
+
+Field names follow the design brief (section 8); :data:`HISTORY_COLUMNS` are the
+``sentiment_history`` column names of DESIGN section 4, and
+:meth:`SentimentSnapshot.as_row` maps one onto the other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+#: Regime names, in the order of their integer codes inside the engine.
+REGIMES: tuple[str, ...] = (
+    "trending_up",
+    "trending_down",
+    "ranging",
+    "high_volatility",
+    "squeeze",
+    "breakout",
+    "capitulation",
+)
+REGIME_CODE: dict[str, int] = {name: i for i, name in enumerate(REGIMES)}
+#: Regimes that describe an event: they confirm at once (DESIGN 8.5).
+EVENT_REGIMES: frozenset[str] = frozenset({"breakout", "capitulation"})
+
+#: ``sentiment_history`` columns, in table order.
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "interval",
+    "timestamp",
+    "close",
+    "sentiment_score",
+    "confidence",
+    "regime",
+    "regime_duration_bars",
+    "regime_confidence",
+    "trend_score",
+    "momentum_score",
+    "volatility_score",
+    "volume_flow_score",
+    "exchange_sentiment",
+    "macro_sentiment",
+    "funding_rate",
+    "open_interest",
+    "open_interest_delta_pct",
+    "long_short_ratio",
+    "liquidation_intensity",
+    "order_book_imbalance",
+    "fear_greed_index",
+    "hmm_regime",
+    "hmm_probability",
+    "hmm_model_id",
+    "hmm_state_probabilities",
+)
+
+#: Snapshot field -> table column where the brief's name differs from the table's.
+_COLUMN_OF_FIELD = {
+    "exchange_sentiment_score": "exchange_sentiment",
+    "macro_sentiment_score": "macro_sentiment",
+}
+
+#: Score bands for the one-word reading of the composite (inclusive lower bounds).
+_LABELS = ((0.7, "Very Bullish"), (0.2, "Bullish"), (-0.2, "Neutral"), (-0.7, "Bearish"))
+
+
+def sentiment_label(score: float | None) -> str:
+    """One word for a composite score: Very Bearish, Bearish, Neutral, Bullish, Very Bullish."""
+    if score is None or score != score:
+        return "n/a"
+    for bound, label in _LABELS:
+        if score >= bound:
+            return label
+    return "Very Bearish"
+
+
+@dataclass(frozen=True, slots=True)
+class SentimentSnapshot:
+    """Point-in-time sentiment reading for one closed bar.
+
+    ``timestamp`` is the bar's close, the moment the reading became knowable. Scores are
+    ``None`` during warm-up; a tier without data has a ``None`` sub-score (never 0).
+    """
+
+    timestamp: dt.datetime
+    symbol: str
+    interval: str
+    close: float
+
+    sentiment_score: float | None
+    confidence: float | None
+
+    regime: str | None
+    regime_duration_bars: int | None
+    regime_confidence: float | None
+
+    trend_score: float | None
+    momentum_score: float | None
+    volatility_score: float | None
+    volume_flow_score: float | None
+    exchange_sentiment_score: float | None
+    macro_sentiment_score: float | None
+
+    funding_rate: float | None
+    open_interest: float | None
+    open_interest_delta_pct: float | None
+    long_short_ratio: float | None
+    liquidation_intensity: float | None
+    order_book_imbalance: float | None
+    fear_greed_index: int | None
+
+    hmm_regime: str | None = None
+    hmm_probability: float | None = None
+    hmm_model_id: str | None = None
+    hmm_state_probabilities: str | None = None
+
+    @property
+    def label(self) -> str:
+        return sentiment_label(self.sentiment_score)
+
+    def as_row(self) -> dict:
+        """The snapshot as one ``sentiment_history`` row (column name -> value)."""
+        row = {}
+        for name in self.__slots__:
+            row[_COLUMN_OF_FIELD.get(name, name)] = getattr(self, name)
+        return {column: row[column] for column in HISTORY_COLUMNS}
+
+
+@dataclass
+class RegimeState:
+    """The hysteresis state machine's state (brief section 8).
+
+    ``transition_history`` holds ``(time, from_regime, to_regime)`` for the most recent
+    confirmed changes. The first regime after warm-up is an assignment, not a change, and
+    is not recorded.
+    """
+
+    current_regime: str | None
+    pending_regime: str | None
+    pending_bars: int
+    confirmation_threshold: int
+    cooldown_remaining: int
+    duration_bars: int = 0
+    transition_history: list[tuple[dt.datetime, str, str]] = field(default_factory=list)

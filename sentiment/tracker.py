@@ -1,0 +1,430 @@
+"""MarketSentimentTracker: one per (symbol, interval), fed one closed bar at a time.
+
+The live path of the product. Per bar it advances the TA-Lib stream handles, the
+indicators written here, the slower inputs (as of the bar's close) and the compiled engine
+shared with the batch path (``sentiment/engine.py``), and returns a
+:class:`~sentiment.models.SentimentSnapshot`. ``checkpoint()`` is a JSON-serialisable state;
+``MarketSentimentTracker.restore(state)`` continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sentiment import engine
+from sentiment.config import INTERVAL_MINUTES, Config, load_config
+from sentiment.errors import InputError
+from sentiment.indicators.custom import (
+    AtrPercentRank,
+    ChaikinMoneyFlow,
+    Squeeze,
+    SuperTrend,
+    keltner,
+)
+from sentiment.indicators.talib_set import BAR_FIELDS, OUTPUTS, TalibStreams
+from sentiment.inputs import MINUTE_MS, LiveInputs
+from sentiment.layout import (
+    N_INPUTS,
+    N_OUTPUTS,
+    X_ATR_RANK,
+    X_CMF,
+    X_FNG,
+    X_FUNDING,
+    X_KC_LO,
+    X_KC_UP,
+    X_LIQ_INTENSITY,
+    X_LS,
+    X_OBI,
+    X_OI,
+    X_OI_DELTA,
+    X_SQUEEZE,
+    X_SQUEEZE_FIRED,
+    X_ST_DIR,
+    Y_CONFIDENCE,
+    Y_COOLDOWN,
+    Y_DURATION,
+    Y_EXCHANGE,
+    Y_FLOW,
+    Y_MACRO,
+    Y_MOMENTUM,
+    Y_PENDING,
+    Y_PENDING_BARS,
+    Y_REGIME,
+    Y_REGIME_CONF,
+    Y_SCORE,
+    Y_TRANSITION_FROM,
+    Y_TREND,
+    Y_VOLATILITY,
+)
+from sentiment.layout import (
+    OUTPUTS as ENGINE_OUTPUTS,
+)
+from sentiment.models import REGIMES, RegimeState, SentimentSnapshot
+from sentiment.orderbook import imbalance
+
+CHECKPOINT_VERSION = 1
+KELTNER_MULT = 1.5
+SUPERTREND_FACTOR = 3.0
+CMF_PERIOD = 20
+TRANSITIONS_KEPT = 100
+_T = {name: i for i, name in enumerate(OUTPUTS)}
+# Engine input slots filled straight from TA-Lib outputs.
+_TALIB_TO_X = [
+    (_T[name], slot)
+    for slot, name in enumerate(
+        ("", "", "", "", "", "ema_9", "ema_21", "ema_50", "adx", "plus_di", "minus_di", "rsi",
+         "macd_hist", "roc", "atr", "natr", "bb_upper", "bb_middle", "bb_lower", "mfi",
+         "volume_sma_20")
+    )
+    if name
+]
+_TALIB_SRC = np.array([t for t, _ in _TALIB_TO_X])
+_TALIB_DST = np.array([x for _, x in _TALIB_TO_X])
+
+
+def _none(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _open_ms(value: Any) -> int:
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return int(value)
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.value // 1_000_000)
+
+
+def _to_datetime(ms: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)
+
+
+class MarketSentimentTracker:
+    """Sentiment and regime of one symbol at one interval, updated per closed bar.
+
+    Parameters
+    ----------
+    symbol, interval
+        ``"BTCUSDT"``, and a Bybit kline code such as ``"60"``.
+    config
+        A validated :class:`~sentiment.config.Config`; ``None`` loads ``sentiment.yaml``.
+    """
+
+    def __init__(self, symbol: str, interval: str, config: Config | None = None):
+        if interval not in INTERVAL_MINUTES:
+            raise InputError("tracker", f"unknown interval {interval!r}", symbol=symbol,
+                             field="interval")
+        self.symbol = symbol
+        self.interval = interval
+        self.config = config if config is not None else load_config()
+        self._interval_ms = INTERVAL_MINUTES[interval] * MINUTE_MS
+        self._params = engine.params(self.config)
+        self._state = engine.new_state()
+        self._streams = TalibStreams()
+        self._rank = AtrPercentRank(self.config.regime.atr_lookback)
+        self._squeeze = Squeeze()
+        self._supertrend = SuperTrend(SUPERTREND_FACTOR)
+        self._cmf = ChaikinMoneyFlow(CMF_PERIOD)
+        ex = self.config.exchange_data
+        self._inputs = LiveInputs(INTERVAL_MINUTES[interval], ex.open_interest_interval,
+                                  ex.long_short_period)
+        self._bars: deque[tuple[int, float, float, float, float, float]] = deque(
+            maxlen=self.config.history.checkpoint_bars
+        )
+        self._n_bars = 0
+        self._x = np.full(N_INPUTS, math.nan)
+        self._y = np.full(N_OUTPUTS, math.nan)
+        self._transitions: deque[tuple[dt.datetime, str, str]] = deque(
+            maxlen=TRANSITIONS_KEPT
+        )
+        self.snapshots: deque[SentimentSnapshot] = deque(
+            maxlen=self.config.history.buffer_size
+        )
+        self.last_ticker: dict | None = None
+
+    # ----------------------------------------------------------------- bars
+
+    def on_candle_close(self, candle: Mapping[str, Any], timeframe: str | None = None
+                        ) -> SentimentSnapshot:
+        """Process one closed bar (a mapping with the ``candles`` columns)."""
+        if timeframe is not None and str(timeframe) != self.interval:
+            raise InputError("candles", f"tracker is for interval {self.interval}, got "
+                             f"{timeframe}", symbol=self.symbol, field="interval")
+        bar = self._validate(candle)
+        open_ms = bar[0]
+        close_ms = open_ms + self._interval_ms
+        o, h, l_, c, v = bar[1:]
+        self._bars.append(bar)
+        self._n_bars += 1
+        history = self._history() if self._streams_pending() else None
+        ta = self._streams.update((o, h, l_, c, v), history)
+
+        x = self._x
+        x[0], x[1], x[2], x[3], x[4] = o, h, l_, c, v
+        x[_TALIB_DST] = ta[_TALIB_SRC]
+        x[X_ATR_RANK] = self._rank.update(ta[_T["atr"]])
+        kc_up, kc_lo = keltner(ta[_T["kc_basis"]], ta[_T["atr_20"]], KELTNER_MULT)
+        x[X_KC_UP] = kc_up
+        x[X_KC_LO] = kc_lo
+        x[X_SQUEEZE], x[X_SQUEEZE_FIRED] = self._squeeze.update(
+            ta[_T["bb_upper"]], ta[_T["bb_lower"]], kc_up, kc_lo
+        )
+        x[X_ST_DIR] = self._supertrend.update(h, l_, c, ta[_T["atr_10"]])[1]
+        x[X_CMF] = self._cmf.update(h, l_, c, v)
+        x[X_FUNDING:] = self._inputs.at_close(close_ms, c)
+        engine.engine_step(self._state, x, self._params, self._y)
+        snap = self._snapshot(close_ms, c)
+        self.snapshots.append(snap)
+        return snap
+
+    def _validate(self, candle: Mapping[str, Any]) -> tuple:
+        try:
+            open_ms = _open_ms(candle["open_time"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InputError("candles", f"bad or missing open_time: {exc}",
+                             symbol=self.symbol, field="open_time") from None
+        values = []
+        for name in BAR_FIELDS:
+            try:
+                value = float(candle[name])
+            except (KeyError, ValueError, TypeError):
+                raise InputError("candles", f"missing or not a number: "
+                                 f"{candle.get(name)!r}", symbol=self.symbol,
+                                 field=name) from None
+            if not math.isfinite(value):
+                raise InputError("candles", f"not finite ({value}) at {_to_datetime(open_ms)}",
+                                 symbol=self.symbol, field=name)
+            values.append(value)
+        if values[4] < 0:
+            raise InputError("candles", f"negative volume at {_to_datetime(open_ms)}",
+                             symbol=self.symbol, field="volume")
+        if values[1] < values[2]:
+            raise InputError("candles", f"high below low at {_to_datetime(open_ms)}",
+                             symbol=self.symbol, field="high")
+        if self._bars and open_ms <= self._bars[-1][0]:
+            raise InputError(
+                "candles",
+                f"bar {_to_datetime(open_ms)} is not after the last processed bar "
+                f"{_to_datetime(self._bars[-1][0])}",
+                symbol=self.symbol, field="open_time",
+            )
+        return (open_ms, *values)
+
+    def _streams_pending(self) -> bool:
+        return any(h is None for h in self._streams._handles)
+
+    def _history(self) -> dict[str, np.ndarray]:
+        arr = np.array(self._bars, dtype=np.float64).reshape(-1, 6)
+        return {name: np.ascontiguousarray(arr[:, i + 1]) for i, name in enumerate(BAR_FIELDS)}
+
+    def _snapshot(self, close_ms: int, close: float) -> SentimentSnapshot:
+        y = self._y
+        x = self._x
+        regime = None if y[Y_REGIME] != y[Y_REGIME] else REGIMES[int(y[Y_REGIME])]
+        ts = _to_datetime(close_ms)
+        frm = y[Y_TRANSITION_FROM]
+        if frm == frm and frm >= 0:
+            self._transitions.append((ts, REGIMES[int(frm)], regime))
+        fng = x[X_FNG]
+        return SentimentSnapshot(
+            timestamp=ts,
+            symbol=self.symbol,
+            interval=self.interval,
+            close=close,
+            sentiment_score=_none(y[Y_SCORE]),
+            confidence=_none(y[Y_CONFIDENCE]),
+            regime=regime,
+            regime_duration_bars=None if regime is None else int(y[Y_DURATION]),
+            regime_confidence=_none(y[Y_REGIME_CONF]),
+            trend_score=_none(y[Y_TREND]),
+            momentum_score=_none(y[Y_MOMENTUM]),
+            volatility_score=_none(y[Y_VOLATILITY]),
+            volume_flow_score=_none(y[Y_FLOW]),
+            exchange_sentiment_score=_none(y[Y_EXCHANGE]),
+            macro_sentiment_score=_none(y[Y_MACRO]),
+            funding_rate=_none(x[X_FUNDING]),
+            open_interest=_none(x[X_OI]),
+            open_interest_delta_pct=_none(x[X_OI_DELTA]),
+            long_short_ratio=_none(x[X_LS]),
+            liquidation_intensity=_none(x[X_LIQ_INTENSITY]),
+            order_book_imbalance=_none(x[X_OBI]),
+            fear_greed_index=None if fng != fng else int(fng),
+        )
+
+    # ----------------------------------------------------------------- slower feeds
+
+    def on_funding(self, funding_time: Any, funding_rate: float) -> None:
+        """A settled funding rate (usable from its settlement time)."""
+        self._inputs.funding.add(_open_ms(funding_time), float(funding_rate))
+
+    def on_open_interest(self, ts: Any, open_interest: float) -> None:
+        """An open-interest record of the configured period (usable at ``ts`` + period)."""
+        self._inputs.open_interest.add(_open_ms(ts) + self._inputs.oi_lag, float(open_interest))
+
+    def on_long_short(self, ts: Any, buy_ratio: float) -> None:
+        """An account-ratio record of the configured period (usable at ``ts`` + period)."""
+        self._inputs.long_short.add(_open_ms(ts) + self._inputs.ls_lag, float(buy_ratio))
+
+    def on_fear_greed(self, ts: Any, value: float) -> None:
+        """A daily Fear & Greed value (usable from its day)."""
+        self._inputs.fear_greed.add(_open_ms(ts), float(value))
+
+    def on_ticker_update(self, ticker_data: Mapping[str, Any]) -> None:
+        """Keep the latest ticker (mark price, predicted funding, OI, bid/ask).
+
+        Not used in the scores: the ticker's funding rate is a prediction, never the settled
+        rate (DESIGN 8.3), and its OI is a tick, not the period series backfills use.
+        """
+        self.last_ticker = dict(ticker_data)
+
+    def on_liquidation(self, liq_data: Mapping[str, Any]) -> None:
+        """A liquidation in the current bar (Bybit ``allLiquidation`` fields or ours)."""
+        side = liq_data.get("side", liq_data.get("S"))
+        size = float(liq_data.get("size", liq_data.get("v", math.nan)))
+        price = float(liq_data.get("price", liq_data.get("p", math.nan)))
+        if side not in ("Buy", "Sell") or not (math.isfinite(size) and math.isfinite(price)):
+            raise InputError("liquidations", f"unusable message {dict(liq_data)!r}",
+                             symbol=self.symbol, field="side/size/price")
+        self._inputs.add_liquidation(side, size, price)
+
+    def on_orderbook_update(self, orderbook: Mapping[str, Any]) -> float:
+        """One order-book sample (``b``/``a`` lists of [price, size]); returns its OBI."""
+        obi = imbalance(orderbook.get("b", ()), orderbook.get("a", ()))
+        if obi == obi:
+            self._inputs.add_obi(obi)
+        return obi
+
+    # ----------------------------------------------------------------- reading
+
+    def get_snapshot(self) -> SentimentSnapshot | None:
+        return self.snapshots[-1] if self.snapshots else None
+
+    def get_regime(self) -> str | None:
+        s = self.get_snapshot()
+        return s.regime if s else None
+
+    @property
+    def regime_state(self) -> RegimeState:
+        y = self._y
+        pending = y[Y_PENDING]
+        current = y[Y_REGIME]
+        return RegimeState(
+            current_regime=None if current != current else REGIMES[int(current)],
+            pending_regime=None if pending != pending else REGIMES[int(pending)],
+            pending_bars=0 if y[Y_PENDING_BARS] != y[Y_PENDING_BARS] else int(
+                y[Y_PENDING_BARS]),
+            confirmation_threshold=self.config.regime.confirmation_bars,
+            cooldown_remaining=0 if y[Y_COOLDOWN] != y[Y_COOLDOWN] else int(y[Y_COOLDOWN]),
+            duration_bars=0 if current != current else int(y[Y_DURATION]),
+            transition_history=list(self._transitions),
+        )
+
+    @property
+    def indicators(self) -> dict[str, float | None]:
+        """Indicator, structure and engine values at the last bar (None in warm-up)."""
+        out = {name: _none(v) for name, v in zip(OUTPUTS, self._streams.values, strict=True)}
+        x = self._x
+        out |= {"atr_rank": _none(x[X_ATR_RANK]), "kc_upper": _none(x[X_KC_UP]),
+                "kc_lower": _none(x[X_KC_LO]), "squeeze": _none(x[X_SQUEEZE]),
+                "squeeze_fired": _none(x[X_SQUEEZE_FIRED]),
+                "supertrend_direction": _none(x[X_ST_DIR]),
+                "supertrend": _none(self._supertrend.st[4]), "cmf": _none(x[X_CMF])}
+        out |= {name: _none(v) for name, v in zip(ENGINE_OUTPUTS, self._y, strict=True)}
+        return out
+
+    @property
+    def last_timestamp(self) -> dt.datetime | None:
+        return _to_datetime(self._bars[-1][0] + self._interval_ms) if self._bars else None
+
+    # ----------------------------------------------------------------- checkpoint
+
+    def checkpoint(self) -> dict:
+        """The whole state as plain JSON types (NaN written as null)."""
+        bars = list(zip(*self._bars, strict=True)) if self._bars else [()] * 6
+        return {
+            "version": CHECKPOINT_VERSION,
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "params": [float(v) for v in self._params],
+            "n_bars": self._n_bars,
+            "bars": {"open_ms": list(bars[0]),
+                     **{name: list(bars[i + 1]) for i, name in enumerate(BAR_FIELDS)}},
+            "engine": [_none(v) for v in self._state],
+            "x": [_none(v) for v in self._x],
+            "y": [_none(v) for v in self._y],
+            "atr_rank": self._rank.state(),
+            "squeeze": self._squeeze.state(),
+            "supertrend": self._supertrend.state(),
+            "cmf": self._cmf.state(),
+            "inputs": self._inputs.state(),
+            "transitions": [[t.isoformat(), a, b] for t, a, b in self._transitions],
+            "snapshot": _snapshot_json(self.get_snapshot()),
+        }
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any], config: Config | None = None
+                ) -> MarketSentimentTracker:
+        """A tracker continuing from ``checkpoint()``'s output.
+
+        The TA-Lib handles are reopened over the stored bars; with the whole history stored
+        (``history.checkpoint_bars`` or fewer bars so far) the result is exact.
+        """
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise InputError("checkpoint", f"unsupported version {state.get('version')!r}",
+                             symbol=state.get("symbol"), field="version")
+        t = cls(state["symbol"], state["interval"], config)
+        if [float(v) for v in t._params] != list(state["params"]):
+            raise InputError(
+                "checkpoint", "made with a different configuration (weights, thresholds or "
+                "enabled inputs); recompute the history instead", symbol=t.symbol,
+                field="params")
+        b = state["bars"]
+        t._bars.extend(
+            (int(o), *vals)
+            for o, *vals in zip(b["open_ms"], *(b[n] for n in BAR_FIELDS), strict=True)
+        )
+        t._n_bars = int(state["n_bars"])
+        if t._bars:
+            t._streams.reopen(t._history())
+        t._state = np.array([_nan(v) for v in state["engine"]], dtype=np.float64)
+        t._x = np.array([_nan(v) for v in state["x"]], dtype=np.float64)
+        t._y = np.array([_nan(v) for v in state["y"]], dtype=np.float64)
+        t._rank = AtrPercentRank.from_state(state["atr_rank"])
+        t._squeeze = Squeeze.from_state(state["squeeze"])
+        t._supertrend = SuperTrend.from_state(state["supertrend"])
+        t._cmf = ChaikinMoneyFlow.from_state(state["cmf"])
+        t._inputs.load_state(state["inputs"])
+        t._transitions.extend(
+            (dt.datetime.fromisoformat(ts), a, b) for ts, a, b in state["transitions"]
+        )
+        if state.get("snapshot"):
+            t.snapshots.append(_snapshot_from_json(state["snapshot"]))
+        return t
+
+
+def _snapshot_json(snap: SentimentSnapshot | None) -> dict | None:
+    if snap is None:
+        return None
+    out = {}
+    for name in SentimentSnapshot.__slots__:
+        value = getattr(snap, name)
+        out[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return out
+
+
+def _snapshot_from_json(data: Mapping[str, Any]) -> SentimentSnapshot:
+    values = dict(data)
+    values["timestamp"] = dt.datetime.fromisoformat(values["timestamp"])
+    return SentimentSnapshot(**values)
+
