@@ -96,7 +96,7 @@ class HistoryConfig:
     buffer_size: int = 500
     persist_to_db: bool = True
     # Bars a tracker checkpoint keeps to reopen its TA-Lib handles on restore.
-    checkpoint_bars: int = 5000
+    checkpoint_bars: int = 2000
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sentiment import engine
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
@@ -200,18 +201,16 @@ def _one(symbol, interval, group, config, **slow) -> tuple[pd.DataFrame, pd.Data
     ys = engine.run_batch(engine.new_state(), xs, engine.params(config))
 
     columns: dict[str, object] = {
-        "symbol": np.full(n, symbol, dtype=object),
-        "interval": np.full(n, interval, dtype=object),
+        "symbol": _constant(symbol, n),
+        "interval": _constant(interval, n),
         "timestamp": pd.to_datetime(close_ms, unit="ms"),
         "close": bars["close"],
     }
     for name, col in _ENGINE_COLUMNS.items():
         columns[name] = ys[:, col]
     codes = ys[:, Y_REGIME]
-    has = np.isfinite(codes)
-    names = np.array(REGIMES + (None,), dtype=object)
-    columns["regime"] = names[np.where(has, codes, len(REGIMES)).astype(np.int64)]
-    columns["regime_duration_bars"] = np.where(has, ys[:, Y_DURATION], np.nan)
+    columns["regime"] = _regime_names(codes)
+    columns["regime_duration_bars"] = np.where(np.isfinite(codes), ys[:, Y_DURATION], np.nan)
     for name in _RAW_COLUMNS:
         columns[name] = xs[:, X[name]]
     return history_frame(columns), _transitions(symbol, interval, close_ms, ys)
@@ -230,30 +229,56 @@ def _transitions(symbol, interval, close_ms, ys) -> pd.DataFrame:
     })
 
 
+def _floats(values) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values.astype(np.float64, copy=False)
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan)
+
+
+def _strings(values) -> pd.api.extensions.ExtensionArray:
+    if not isinstance(values, pa.Array):
+        values = pa.array(list(values), type=pa.string(), from_pandas=True)
+    return pd.array(values, dtype=pd.StringDtype("pyarrow"))
+
+
 def history_frame(columns: dict[str, object]) -> pd.DataFrame:
-    """A frame with exactly the ``sentiment_history`` columns and their dtypes (NULL as NA)."""
+    """A frame with exactly the ``sentiment_history`` columns and their dtypes (NULL as NA).
+
+    Missing columns are all NULL; floats are nullable ``Float64`` (NaN becomes NA), the
+    duration ``Int64``, text ``string``.
+    """
     n = len(next(iter(columns.values()))) if columns else 0
     data = {}
     for name in HISTORY_COLUMNS:
         values = columns.get(name)
         if values is None:
-            values = [None] * n
+            values = np.full(n, np.nan) if name in _FLOAT_COLUMNS else pa.nulls(n, pa.string())
         if name in _FLOAT_COLUMNS:
-            series = pd.array(pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
-                              .astype("float64"), dtype="Float64")
-            series[np.isnan(np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan)))] = (
-                pd.NA
-            )
-            data[name] = series
+            f = _floats(values)
+            data[name] = pd.arrays.FloatingArray(f, np.isnan(f))
         elif name == "regime_duration_bars":
-            data[name] = pd.array(pd.Series(values, dtype="float64"), dtype="Float64").astype(
-                "Int64"
-            )
+            f = _floats(values)
+            missing = np.isnan(f)
+            data[name] = pd.arrays.IntegerArray(np.where(missing, 0, f).astype(np.int64),
+                                                missing)
         elif name == "timestamp":
             data[name] = pd.to_datetime(pd.Series(values)).astype("datetime64[ns]")
         else:
-            data[name] = pd.Series(values, dtype=object).astype("string")
-    return pd.DataFrame(data)
+            data[name] = _strings(values)
+    return pd.DataFrame(data, copy=False)
+
+
+def _constant(value: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value])
+    ).cast(pa.string())
+
+
+def _regime_names(codes: np.ndarray) -> pa.Array:
+    missing = ~np.isfinite(codes)
+    idx = pa.array(np.where(missing, 0, codes).astype(np.int32), mask=missing)
+    return pa.DictionaryArray.from_arrays(idx, pa.array(list(REGIMES))).cast(pa.string())
 
 
 __all__ = ["compute_history", "compute_history_and_transitions", "history_frame",

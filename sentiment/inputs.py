@@ -21,7 +21,7 @@ rules for one value at a time (live). Times are int64 milliseconds since the epo
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_right
 from collections import deque
 
 import numpy as np
@@ -241,34 +241,46 @@ def _obi_bars(symbol, open_ms, close_ms, frame):
 
 
 class _Series:
-    """Sorted (usable time, value) pairs with the same as-of rule as :func:`_asof`."""
+    """Usable times (sorted) and values, with the same as-of rule as :func:`_asof`."""
 
     def __init__(self, max_age: int, keep_ms: int):
         self.max_age = max_age
         self.keep_ms = keep_ms
-        self.items: list[tuple[int, float]] = []
+        self.times: list[int] = []
+        self.values: list[float] = []
+
+    @property
+    def items(self) -> list[tuple[int, float]]:
+        return list(zip(self.times, self.values, strict=True))
+
+    def load(self, items) -> None:
+        self.times = [int(t) for t, _ in items]
+        self.values = [float(v) for _, v in items]
 
     def add(self, usable: int, value: float) -> None:
         if value != value:
             return
-        i = bisect_right(self.items, (usable, float("inf")))
-        if i and self.items[i - 1][0] == usable:
-            self.items[i - 1] = (usable, value)
+        i = bisect_right(self.times, usable)
+        if i and self.times[i - 1] == usable:
+            self.values[i - 1] = value
         else:
-            insort(self.items, (usable, value))
+            self.times.insert(i, usable)
+            self.values.insert(i, value)
 
     def at(self, t: int) -> float:
-        i = bisect_right(self.items, (t, float("inf"))) - 1
-        if i < 0:
+        i = bisect_right(self.times, t) - 1
+        if i < 0 or t - self.times[i] > self.max_age:
             return float("nan")
-        usable, value = self.items[i]
-        return value if t - usable <= self.max_age else float("nan")
+        return self.values[i]
 
     def trim(self, now: int) -> None:
         """Forget what no later bar can use (keeps the value as of ``now - keep``)."""
-        cut = bisect_right(self.items, (now - self.keep_ms, float("inf"))) - 1
+        if len(self.times) < 64:
+            return
+        cut = bisect_right(self.times, now - self.keep_ms) - 1
         if cut > 0:
-            del self.items[:cut]
+            del self.times[:cut]
+            del self.values[:cut]
 
 
 class LiveInputs:
@@ -352,7 +364,7 @@ class LiveInputs:
 
     def load_state(self, state: dict) -> None:
         for name in ("funding", "open_interest", "long_short", "fear_greed", "closes"):
-            getattr(self, name).items = [(int(t), float(v)) for t, v in state[name]]
+            getattr(self, name).load(state[name])
         self.liq_totals.extend(state["liq_totals"])
         self.liq_long, self.liq_short = state["liq_long"], state["liq_short"]
         self.liq_seen = state["liq_seen"]

@@ -74,7 +74,7 @@ def sentiment_label(score: float | None) -> str:
     return "Very Bearish"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SentimentSnapshot:
     """Point-in-time sentiment reading for one closed bar.
 

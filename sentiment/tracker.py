@@ -97,7 +97,19 @@ def _nan(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+_MS = dt.timedelta(milliseconds=1)
+
+
 def _open_ms(value: Any) -> int:
+    """Epoch milliseconds of a time given as ms, datetime (naive = UTC) or anything pandas
+    reads."""
+    if isinstance(value, pd.Timestamp):
+        return value.value // 1_000_000  # UTC nanoseconds, naive or aware
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return (value - _EPOCH) // _MS
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return int(value)
     ts = pd.Timestamp(value)
@@ -107,7 +119,7 @@ def _open_ms(value: Any) -> int:
 
 
 def _to_datetime(ms: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)
+    return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 class MarketSentimentTracker:
@@ -152,6 +164,9 @@ class MarketSentimentTracker:
             maxlen=self.config.history.buffer_size
         )
         self.last_ticker: dict | None = None
+        # OBV is a running total: reopened over the stored bars it restarts from their first
+        # volume, so a restored tracker adds back the difference.
+        self._obv_offset = 0.0
 
     # ----------------------------------------------------------------- bars
 
@@ -167,7 +182,7 @@ class MarketSentimentTracker:
         o, h, l_, c, v = bar[1:]
         self._bars.append(bar)
         self._n_bars += 1
-        history = self._history() if self._streams_pending() else None
+        history = self._history() if self._streams.pending else None
         ta = self._streams.update((o, h, l_, c, v), history)
 
         x = self._x
@@ -194,18 +209,22 @@ class MarketSentimentTracker:
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError("candles", f"bad or missing open_time: {exc}",
                              symbol=self.symbol, field="open_time") from None
-        values = []
-        for name in BAR_FIELDS:
-            try:
-                value = float(candle[name])
-            except (KeyError, ValueError, TypeError):
-                raise InputError("candles", f"missing or not a number: "
-                                 f"{candle.get(name)!r}", symbol=self.symbol,
-                                 field=name) from None
-            if not math.isfinite(value):
-                raise InputError("candles", f"not finite ({value}) at {_to_datetime(open_ms)}",
-                                 symbol=self.symbol, field=name)
-            values.append(value)
+        try:
+            values = [float(candle[name]) for name in BAR_FIELDS]
+        except (KeyError, ValueError, TypeError):
+            values = None
+        if values is None or not math.isfinite(sum(values)):
+            for name in BAR_FIELDS:
+                try:
+                    value = float(candle[name])
+                except (KeyError, ValueError, TypeError):
+                    raise InputError("candles", f"missing or not a number: "
+                                     f"{candle.get(name)!r}", symbol=self.symbol,
+                                     field=name) from None
+                if not math.isfinite(value):
+                    raise InputError("candles", f"not finite ({value}) at "
+                                     f"{_to_datetime(open_ms)}", symbol=self.symbol,
+                                     field=name)
         if values[4] < 0:
             raise InputError("candles", f"negative volume at {_to_datetime(open_ms)}",
                              symbol=self.symbol, field="volume")
@@ -221,45 +240,31 @@ class MarketSentimentTracker:
             )
         return (open_ms, *values)
 
-    def _streams_pending(self) -> bool:
-        return any(h is None for h in self._streams._handles)
-
     def _history(self) -> dict[str, np.ndarray]:
         arr = np.array(self._bars, dtype=np.float64).reshape(-1, 6)
         return {name: np.ascontiguousarray(arr[:, i + 1]) for i, name in enumerate(BAR_FIELDS)}
 
     def _snapshot(self, close_ms: int, close: float) -> SentimentSnapshot:
-        y = self._y
-        x = self._x
-        regime = None if y[Y_REGIME] != y[Y_REGIME] else REGIMES[int(y[Y_REGIME])]
+        y = self._y.tolist()
+        x = self._x.tolist()
+        code = y[Y_REGIME]
+        regime = None if code != code else REGIMES[int(code)]
         ts = _to_datetime(close_ms)
         frm = y[Y_TRANSITION_FROM]
         if frm == frm and frm >= 0:
             self._transitions.append((ts, REGIMES[int(frm)], regime))
         fng = x[X_FNG]
         return SentimentSnapshot(
-            timestamp=ts,
-            symbol=self.symbol,
-            interval=self.interval,
-            close=close,
-            sentiment_score=_none(y[Y_SCORE]),
-            confidence=_none(y[Y_CONFIDENCE]),
-            regime=regime,
-            regime_duration_bars=None if regime is None else int(y[Y_DURATION]),
-            regime_confidence=_none(y[Y_REGIME_CONF]),
-            trend_score=_none(y[Y_TREND]),
-            momentum_score=_none(y[Y_MOMENTUM]),
-            volatility_score=_none(y[Y_VOLATILITY]),
-            volume_flow_score=_none(y[Y_FLOW]),
-            exchange_sentiment_score=_none(y[Y_EXCHANGE]),
-            macro_sentiment_score=_none(y[Y_MACRO]),
-            funding_rate=_none(x[X_FUNDING]),
-            open_interest=_none(x[X_OI]),
-            open_interest_delta_pct=_none(x[X_OI_DELTA]),
-            long_short_ratio=_none(x[X_LS]),
-            liquidation_intensity=_none(x[X_LIQ_INTENSITY]),
-            order_book_imbalance=_none(x[X_OBI]),
-            fear_greed_index=None if fng != fng else int(fng),
+            ts, self.symbol, self.interval, close,
+            *[v if v == v else None for v in (y[Y_SCORE], y[Y_CONFIDENCE])],
+            regime,
+            None if regime is None else int(y[Y_DURATION]),
+            *[v if v == v else None for v in (
+                y[Y_REGIME_CONF], y[Y_TREND], y[Y_MOMENTUM], y[Y_VOLATILITY], y[Y_FLOW],
+                y[Y_EXCHANGE], y[Y_MACRO], x[X_FUNDING], x[X_OI], x[X_OI_DELTA], x[X_LS],
+                x[X_LIQ_INTENSITY], x[X_OBI],
+            )],
+            None if fng != fng else int(fng),
         )
 
     # ----------------------------------------------------------------- slower feeds
@@ -334,6 +339,8 @@ class MarketSentimentTracker:
     def indicators(self) -> dict[str, float | None]:
         """Indicator, structure and engine values at the last bar (None in warm-up)."""
         out = {name: _none(v) for name, v in zip(OUTPUTS, self._streams.values, strict=True)}
+        if out["obv"] is not None:
+            out["obv"] += self._obv_offset
         x = self._x
         out |= {"atr_rank": _none(x[X_ATR_RANK]), "kc_upper": _none(x[X_KC_UP]),
                 "kc_lower": _none(x[X_KC_LO]), "squeeze": _none(x[X_SQUEEZE]),
@@ -370,6 +377,7 @@ class MarketSentimentTracker:
             "inputs": self._inputs.state(),
             "transitions": [[t.isoformat(), a, b] for t, a, b in self._transitions],
             "snapshot": _snapshot_json(self.get_snapshot()),
+            "obv": self.indicators["obv"],
         }
 
     @classmethod
@@ -397,6 +405,9 @@ class MarketSentimentTracker:
         t._n_bars = int(state["n_bars"])
         if t._bars:
             t._streams.reopen(t._history())
+            reopened = t._streams.values[_T["obv"]]
+            if state.get("obv") is not None and reopened == reopened:
+                t._obv_offset = float(state["obv"] - reopened)
         t._state = np.array([_nan(v) for v in state["engine"]], dtype=np.float64)
         t._x = np.array([_nan(v) for v in state["x"]], dtype=np.float64)
         t._y = np.array([_nan(v) for v in state["y"]], dtype=np.float64)

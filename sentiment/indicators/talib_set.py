@@ -76,6 +76,10 @@ SPECS: tuple[Spec, ...] = (
     _spec("ATR", HLC, ["atr_10"], timeperiod=10),
 )
 
+#: The input combinations the specs use (TalibStreams.update builds each once per bar).
+_KINDS = (("close",), HLC, ("volume",), ("high", "low"), ("close", "volume"), (*HLC, "volume"))
+assert all(spec.inputs in _KINDS for spec in SPECS)
+
 #: Every output column, in spec order.
 OUTPUTS: tuple[str, ...] = tuple(name for spec in SPECS for name in spec.outputs)
 
@@ -103,6 +107,10 @@ class TalibStreams:
         self._handles: list = [None] * len(SPECS)
         self._lookbacks = [spec.lookback for spec in SPECS]
         self.values = np.full(len(OUTPUTS), np.nan)
+        # (bound update, input kind, first output slot, outputs) per open handle: the
+        # per-bar loop does no lookups.
+        self._calls: list[tuple] = []
+        self._pending = True
 
     def reopen(self, history: dict[str, np.ndarray]) -> None:
         """Open every handle over ``history`` (e.g. after a restore) and set the values."""
@@ -115,40 +123,25 @@ class TalibStreams:
         ``bar`` is ``(open, high, low, close, volume)``. ``history`` (all bars so far,
         including this one) is only read while some handle is not open yet.
         """
-        o, h, l_, c, v = bar
         values = self.values
-        k = 0
-        pending = False
-        for spec, handle in zip(SPECS, self._handles, strict=True):
-            n = len(spec.outputs)
-            if handle is None:
-                pending = True
-                k += n
-                continue
-            # Positional inputs, as the spec lists them (the common cases inline).
-            inputs = spec.inputs
-            if inputs == ("close",):
-                r = handle.update(c)
-            elif inputs == HLC:
-                r = handle.update(h, l_, c)
-            elif inputs == ("volume",):
-                r = handle.update(v)
-            elif inputs == ("high", "low"):
-                r = handle.update(h, l_)
-            elif inputs == ("close", "volume"):
-                r = handle.update(c, v)
-            else:
-                r = handle.update(h, l_, c, v)
+        o, h, l_, c, v = bar
+        by_kind = ((c,), (h, l_, c), (v,), (h, l_), (c, v), (h, l_, c, v))
+        for update, kind, k, n in self._calls:
+            r = update(*by_kind[kind])
             if n == 1:
                 values[k] = r
             else:
                 values[k : k + n] = r
-            k += n
-        if pending:
+        if self._pending:
             if history is None:
                 raise ValueError("history is needed while TA-Lib handles warm up")
             self._warm(history)
         return values
+
+    @property
+    def pending(self) -> bool:
+        """True while some handle still waits for enough history to open."""
+        return self._pending
 
     def _warm(self, history: dict[str, np.ndarray]) -> None:
         length = len(history["close"])
@@ -174,3 +167,11 @@ class TalibStreams:
                         result = (result,)
                     self.values[k : k + n] = [r[-1] for r in result]
             k += n
+        self._calls = []
+        k = 0
+        for spec, handle in zip(SPECS, self._handles, strict=True):
+            n = len(spec.outputs)
+            if handle is not None:
+                self._calls.append((handle.update, _KINDS.index(spec.inputs), k, n))
+            k += n
+        self._pending = any(h is None for h in self._handles)

@@ -1,0 +1,246 @@
+"""Batch equals live: compute_history, the tracker bar by bar, and checkpoint/restore.
+
+All on the recorded real BTCUSDT/ETHUSDT candles of 2022 with the bundled funding, Fear &
+Greed and the synthetic OI and long/short series.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sentiment.config import load_config
+from sentiment.errors import InputError
+from sentiment.history import compute_history, compute_history_and_transitions, history_frame
+from sentiment.models import HISTORY_COLUMNS, REGIMES
+from sentiment.sources.replay import load_bundle
+from sentiment.tracker import MarketSentimentTracker
+
+TOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    data = load_bundle()
+    data["candles"] = data["candles"].assign(interval="60")
+    return data
+
+
+def _symbol(frame, symbol):
+    return frame[frame["symbol"] == symbol]
+
+
+def feed_slow(tracker, bundle, symbol):
+    """Everything slower than the bars, in one go: the tracker's publication lags decide
+    what each bar may see."""
+    for r in _symbol(bundle["funding"], symbol).itertuples():
+        tracker.on_funding(r.funding_time, r.funding_rate)
+    for r in _symbol(bundle["open_interest"], symbol).itertuples():
+        tracker.on_open_interest(r.ts, r.open_interest)
+    for r in _symbol(bundle["long_short"], symbol).itertuples():
+        tracker.on_long_short(r.ts, r.buy_ratio)
+    for r in bundle["fear_greed"].itertuples():
+        tracker.on_fear_greed(r.ts, r.value)
+
+
+def run_live(bundle, config, symbol, n, cuts=()):
+    """Feed the tracker bar by bar; at each cut, checkpoint through JSON and restore."""
+    tracker = MarketSentimentTracker(symbol, "60", config)
+    feed_slow(tracker, bundle, symbol)
+    rows = []
+    records = _symbol(bundle["candles"], symbol).iloc[:n].to_dict("records")
+    for i, candle in enumerate(records):
+        if i in cuts:
+            state = json.loads(json.dumps(tracker.checkpoint(), allow_nan=False))
+            tracker = MarketSentimentTracker.restore(state, config)
+        rows.append(tracker.on_candle_close(candle).as_row())
+    return history_frame({c: [r[c] for r in rows] for c in HISTORY_COLUMNS}), tracker
+
+
+def batch(bundle, config, symbol, n, **overrides):
+    inputs = {k: bundle[k] for k in ("funding", "open_interest", "long_short", "fear_greed")}
+    inputs.update(overrides)
+    candles = _symbol(bundle["candles"], symbol).iloc[:n]
+    return compute_history(candles, inputs["funding"], inputs["open_interest"],
+                           inputs["long_short"], inputs["fear_greed"], config)
+
+
+def assert_same_rows(a: pd.DataFrame, b: pd.DataFrame, tol=TOL):
+    assert list(a.columns) == list(b.columns) == list(HISTORY_COLUMNS)
+    assert len(a) == len(b)
+    for col in HISTORY_COLUMNS:
+        x, y = a[col], b[col]
+        assert (x.isna().to_numpy() == y.isna().to_numpy()).all(), col
+        present = ~x.isna().to_numpy()
+        if col == "timestamp":
+            assert (x == y).all(), col
+        elif x.dtype.kind in "fi" or str(x.dtype) in ("Float64", "Int64"):
+            xv = x.to_numpy(dtype=np.float64, na_value=np.nan)[present]
+            yv = y.to_numpy(dtype=np.float64, na_value=np.nan)[present]
+            worst = np.max(np.abs(xv - yv), initial=0.0)
+            assert worst <= tol, f"{col}: max difference {worst}"
+        else:
+            assert (x[present].to_numpy() == y[present].to_numpy()).all(), col
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT"])
+def test_batch_equals_live_and_checkpoint_restore(bundle, config, symbol):
+    n = 6000
+    expected = batch(bundle, config, symbol, n)
+    live, _ = run_live(bundle, config, symbol, n, cuts=(1, 50, 150, 777, 2500, 5999))
+    assert_same_rows(expected, live)
+    # The comparison has teeth: warm-up nulls, every regime column, and exchange values.
+    assert expected["sentiment_score"].isna().sum() == 104
+    assert expected["regime"].dropna().nunique() >= 5
+    assert expected["exchange_sentiment"].notna().sum() > n - 200
+
+
+def test_restore_with_truncated_history_stays_within_tolerance(bundle, config):
+    """With fewer stored bars than the history, TA-Lib handles reopen over a window; the
+    seed of every recursive indicator has decayed far below 1e-9 by then."""
+    small = dataclasses.replace(config, history=dataclasses.replace(config.history,
+                                                                    checkpoint_bars=1000))
+    expected = batch(bundle, small, "BTCUSDT", 5000)
+    live, tracker = run_live(bundle, small, "BTCUSDT", 5000, cuts=(3000, 4500))
+    assert len(tracker.checkpoint()["bars"]["close"]) == 1000
+    assert_same_rows(expected, live)
+
+
+def test_prefix_stability(bundle, config):
+    full = batch(bundle, config, "BTCUSDT", 4000)
+    for n in (1, 30, 104, 105, 1000, 2345):
+        prefix = batch(bundle, config, "BTCUSDT", n)
+        assert_same_rows(full.iloc[:n].reset_index(drop=True), prefix, tol=0.0)
+
+
+def test_point_in_time_future_inputs_do_not_change_the_past(bundle, config):
+    """Scramble everything stamped after (or usable after) a bar's close: rows up to it stay
+    identical."""
+    n = 3000
+    base = batch(bundle, config, "BTCUSDT", n)
+    t = base["timestamp"].iloc[1999]  # close of bar 1999
+    rng = np.random.default_rng(7)
+
+    def scramble(frame, time_col, value_col, lag=pd.Timedelta(0)):
+        frame = frame.astype({value_col: "float64"})
+        future = (frame[time_col] + lag) > t
+        frame.loc[future, value_col] = frame.loc[future, value_col] * rng.uniform(
+            0.5, 1.5, future.sum())
+        return frame
+
+    candles = bundle["candles"].copy()
+    future = candles["open_time"] >= t  # bars that close after t
+    for col in ("open", "high", "low", "close", "volume"):
+        candles.loc[future, col] = candles.loc[future, col] * 1.3
+    changed = compute_history(
+        _symbol(candles, "BTCUSDT").iloc[:n],
+        scramble(bundle["funding"], "funding_time", "funding_rate"),
+        # An OI or L/S record is usable one period after its timestamp.
+        scramble(bundle["open_interest"], "ts", "open_interest", pd.Timedelta(hours=1)),
+        scramble(bundle["long_short"], "ts", "buy_ratio", pd.Timedelta(hours=1)),
+        scramble(bundle["fear_greed"], "ts", "value"),
+        config,
+    )
+    assert_same_rows(base.iloc[:2000], changed.iloc[:2000], tol=0.0)
+    later = base.iloc[2000:]["sentiment_score"].to_numpy(dtype=float, na_value=np.nan)
+    assert not np.allclose(later, changed.iloc[2000:]["sentiment_score"].to_numpy(
+        dtype=float, na_value=np.nan))
+
+
+def test_open_interest_is_used_one_period_after_its_timestamp(bundle, config):
+    oi = _symbol(bundle["open_interest"], "BTCUSDT").iloc[:200]
+    rows = batch(bundle, config, "BTCUSDT", 150, open_interest=oi)
+    by_time = dict(zip(oi["ts"], oi["open_interest"], strict=True))
+    for row in rows.iloc[10:150].itertuples():
+        # 1h bars: the bar closing at T sees the record stamped T - 1h, not the one at T.
+        assert row.open_interest == by_time[row.timestamp - pd.Timedelta(hours=1)]
+
+
+def test_missing_tier_is_left_out_and_weights_renormalised(bundle, config):
+    full = batch(bundle, config, "BTCUSDT", 1500)
+    no_macro = batch(bundle, config, "BTCUSDT", 1500, fear_greed=None)
+    no_exchange = batch(bundle, config, "BTCUSDT", 1500, funding=None, open_interest=None,
+                        long_short=None)
+    warm = full["sentiment_score"].notna().to_numpy()
+    assert no_macro["macro_sentiment"].isna().all()
+    assert no_exchange["exchange_sentiment"].isna().all()
+    assert no_exchange["funding_rate"].isna().all()
+    w = config.weights
+    f = {c: no_macro[c].to_numpy(dtype=float, na_value=np.nan)[warm] for c in no_macro.columns
+         if c.endswith(("_score", "_sentiment")) or c == "confidence"}
+    modifier = -np.maximum(0.0, f["volatility_score"] - 0.5)
+    present = w.trend + w.momentum + w.volatility + w.volume_flow + w.exchange
+    expected = (w.trend * f["trend_score"] + w.momentum * f["momentum_score"]
+                + w.volatility * modifier + w.volume_flow * f["volume_flow_score"]
+                + w.exchange * f["exchange_sentiment"]) / present
+    np.testing.assert_allclose(f["sentiment_score"], np.clip(expected, -1, 1), atol=1e-12)
+    np.testing.assert_allclose(f["confidence"], (1 + modifier) * present, atol=1e-12)
+    full_conf = full["confidence"].to_numpy(dtype=float, na_value=np.nan)[warm]
+    assert (f["confidence"] < full_conf).all()
+
+
+def test_transitions_match_regime_changes(bundle, config):
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:3000]
+    history, transitions = compute_history_and_transitions(candles, config=config)
+    regime = history["regime"]
+    changed = regime.notna() & regime.shift().notna() & (regime != regime.shift())
+    assert list(history.loc[changed, "timestamp"]) == list(transitions["timestamp"])
+    assert list(regime.shift()[changed]) == list(transitions["from_regime"])
+    assert set(transitions["to_regime"]) <= set(REGIMES)
+    assert len(transitions) > 20
+
+
+def test_tracker_transition_history_matches_batch(bundle, config):
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:2000]
+    _, transitions = compute_history_and_transitions(candles, config=config)
+    tracker = MarketSentimentTracker("BTCUSDT", "60", config)
+    for candle in candles.to_dict("records"):
+        tracker.on_candle_close(candle)
+    state = tracker.regime_state
+    tail = transitions.tail(len(state.transition_history))
+    assert [(t.to_pydatetime(), a, b) for t, a, b in zip(
+        tail["timestamp"], tail["from_regime"], tail["to_regime"], strict=True)] == (
+        state.transition_history)
+    assert state.current_regime == tracker.get_regime() == state.transition_history[-1][2]
+    assert state.duration_bars == tracker.get_snapshot().regime_duration_bars
+
+
+def test_checkpoint_is_strict_json_and_refuses_another_config(bundle, config):
+    tracker = MarketSentimentTracker("BTCUSDT", "60", config)
+    feed_slow(tracker, bundle, "BTCUSDT")
+    for candle in _symbol(bundle["candles"], "BTCUSDT").iloc[:300].to_dict("records"):
+        tracker.on_candle_close(candle)
+    text = json.dumps(tracker.checkpoint(), allow_nan=False)
+    other = dataclasses.replace(config, weights=dataclasses.replace(
+        config.weights, trend=0.30, momentum=0.15))
+    with pytest.raises(InputError, match="different configuration"):
+        MarketSentimentTracker.restore(json.loads(text), other)
+    restored = MarketSentimentTracker.restore(json.loads(text), config)
+    assert restored.get_snapshot() == tracker.get_snapshot()
+    assert restored.indicators["obv"] == pytest.approx(tracker.indicators["obv"], rel=1e-12)
+
+
+def test_snapshot_fields_follow_the_brief(bundle, config):
+    tracker = MarketSentimentTracker("BTCUSDT", "60", config)
+    feed_slow(tracker, bundle, "BTCUSDT")
+    for candle in _symbol(bundle["candles"], "BTCUSDT").iloc[:200].to_dict("records"):
+        snap = tracker.on_candle_close(candle)
+    for name in ("sentiment_score", "confidence", "regime", "regime_duration_bars",
+                 "regime_confidence", "trend_score", "momentum_score", "volatility_score",
+                 "volume_flow_score", "exchange_sentiment_score", "macro_sentiment_score",
+                 "funding_rate", "open_interest", "open_interest_delta_pct", "long_short_ratio",
+                 "liquidation_intensity", "order_book_imbalance", "fear_greed_index"):
+        assert hasattr(snap, name)
+    assert list(snap.as_row()) == list(HISTORY_COLUMNS)
+    assert snap.regime in REGIMES and isinstance(snap.fear_greed_index, int)
+    assert snap.timestamp == (candle["open_time"] + pd.Timedelta(hours=1)).to_pydatetime()
+    assert tracker.get_snapshot() is snap and tracker.get_regime() == snap.regime
