@@ -130,7 +130,8 @@ def test_point_in_time_future_inputs_do_not_change_the_past(bundle, config):
     t = base["timestamp"].iloc[1999]  # close of bar 1999
     rng = np.random.default_rng(7)
 
-    def scramble(frame, time_col, value_col, lag=pd.Timedelta(0)):
+    def scramble(frame, time_col, value_col, lag=None):
+        lag = pd.Timedelta(0) if lag is None else lag
         frame = frame.astype({value_col: "float64"})
         future = (frame[time_col] + lag) > t
         frame.loc[future, value_col] = frame.loc[future, value_col] * rng.uniform(
