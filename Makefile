@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_clients.py
 	$(BIN)/python bench/bench_demo.py
+	$(BIN)/python bench/bench_engine.py
 
 lint: install
 	$(BIN)/ruff check .

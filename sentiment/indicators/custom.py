@@ -5,8 +5,10 @@ Each comes twice, and the two agree bit for bit: a vectorised function over whol
 do the same floating-point operations in the same order; tests hold them to it after every
 bar. Warm-up values are NaN.
 
-- ATR percentile rank: share of the previous ``lookback`` ATR values that are <= the
-  current one (TradingView's ``ta.percentrank``), in [0, 1].
+- ATR percentile rank: mid-rank of the current ATR among the previous ``lookback`` values,
+  ``(count below + count equal / 2) / lookback``, in [0, 1]. Without ties it is
+  TradingView's ``ta.percentrank``; with ties (flat prices: every ATR is 0) it reads 0.5,
+  not "the most volatile ever".
 - Keltner channel: ``basis +- mult * ATR`` with basis EMA 20 and ATR 20 (DESIGN 8.17).
 - Squeeze (Carter's TTM Squeeze, states as in LazyBear's TradingView script): ``on`` when
   both Bollinger bands are inside the Keltner channel, ``off`` when both are outside,
@@ -20,7 +22,7 @@ bar. Warm-up values are NaN.
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 
 import numpy as np
@@ -33,13 +35,14 @@ SQUEEZE_ON, SQUEEZE_NONE, SQUEEZE_OFF = 1.0, 0.0, -1.0
 
 
 def atr_percent_rank(atr: np.ndarray, lookback: int) -> np.ndarray:
-    """Share of the previous ``lookback`` values that are <= the current one."""
+    """Mid-rank of each value among the previous ``lookback`` values, in [0, 1]."""
     atr = np.asarray(atr, dtype=np.float64)
     out = np.full(len(atr), np.nan)
     if len(atr) <= lookback:
         return out
     windows = sliding_window_view(atr, lookback + 1)
-    counts = (windows[:, :-1] <= windows[:, -1:]).sum(axis=1)
+    previous, current = windows[:, :-1], windows[:, -1:]
+    counts = (previous < current).sum(axis=1) + 0.5 * (previous == current).sum(axis=1)
     valid = np.isfinite(windows).all(axis=1)
     out[lookback:] = np.where(valid, counts / lookback, np.nan)
     return out
@@ -58,7 +61,9 @@ class AtrPercentRank:
             return float("nan")
         out = float("nan")
         if len(self.window) == self.lookback:
-            out = bisect_right(self.sorted, value) / self.lookback
+            below = bisect_left(self.sorted, value)
+            equal = bisect_right(self.sorted, value) - below
+            out = (below + 0.5 * equal) / self.lookback
             oldest = self.window.popleft()
             del self.sorted[bisect_right(self.sorted, oldest) - 1]
         self.window.append(value)
