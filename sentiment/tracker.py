@@ -244,6 +244,23 @@ class MarketSentimentTracker:
         arr = np.array(self._bars, dtype=np.float64).reshape(-1, 6)
         return {name: np.ascontiguousarray(arr[:, i + 1]) for i, name in enumerate(BAR_FIELDS)}
 
+    def _full_history(self, candles: pd.DataFrame) -> dict[str, np.ndarray]:
+        frame = candles
+        if "symbol" in frame.columns:
+            frame = frame[frame["symbol"] == self.symbol]
+        if "interval" in frame.columns:
+            frame = frame[frame["interval"].astype(str) == self.interval]
+        frame = frame.sort_values("open_time")
+        open_ms = np.array([_open_ms(v) for v in frame["open_time"]], dtype=np.int64)
+        last = self._bars[-1]
+        keep = open_ms <= last[0]
+        if not keep.any() or open_ms[keep][-1] != last[0] or (
+            float(frame["close"].to_numpy()[keep][-1]) != last[4]
+        ):
+            raise InputError("checkpoint", "candles do not end at the checkpoint's last bar "
+                             f"{_to_datetime(last[0])}", symbol=self.symbol, field="candles")
+        return {name: frame[name].to_numpy(dtype=np.float64)[keep] for name in BAR_FIELDS}
+
     def _snapshot(self, close_ms: int, close: float) -> SentimentSnapshot:
         y = self._y.tolist()
         x = self._x.tolist()
@@ -381,12 +398,14 @@ class MarketSentimentTracker:
         }
 
     @classmethod
-    def restore(cls, state: Mapping[str, Any], config: Config | None = None
-                ) -> MarketSentimentTracker:
+    def restore(cls, state: Mapping[str, Any], config: Config | None = None, *,
+                candles: pd.DataFrame | None = None) -> MarketSentimentTracker:
         """A tracker continuing from ``checkpoint()``'s output.
 
         The TA-Lib handles are reopened over the stored bars; with the whole history stored
-        (``history.checkpoint_bars`` or fewer bars so far) the result is exact.
+        (``history.checkpoint_bars`` or fewer bars so far) the result is bit-identical, and
+        otherwise within about 1e-13. Pass ``candles`` (this symbol and interval, from the
+        first bar up to the checkpoint's last bar) to reopen over the whole history instead.
         """
         if state.get("version") != CHECKPOINT_VERSION:
             raise InputError("checkpoint", f"unsupported version {state.get('version')!r}",
@@ -403,7 +422,9 @@ class MarketSentimentTracker:
             for o, *vals in zip(b["open_ms"], *(b[n] for n in BAR_FIELDS), strict=True)
         )
         t._n_bars = int(state["n_bars"])
-        if t._bars:
+        if t._bars and candles is not None:
+            t._streams.reopen(t._full_history(candles))
+        elif t._bars:
             t._streams.reopen(t._history())
             reopened = t._streams.values[_T["obv"]]
             if state.get("obv") is not None and reopened == reopened:

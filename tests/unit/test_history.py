@@ -245,3 +245,73 @@ def test_snapshot_fields_follow_the_brief(bundle, config):
     assert snap.regime in REGIMES and isinstance(snap.fear_greed_index, int)
     assert snap.timestamp == (candle["open_time"] + pd.Timedelta(hours=1)).to_pydatetime()
     assert tracker.get_snapshot() is snap and tracker.get_regime() == snap.regime
+
+
+def test_liquidations_and_order_book_batch_equals_live(bundle, config):
+    """Stream inputs: liquidation events and order-book samples inside each bar."""
+    from sentiment.orderbook import imbalance
+
+    rng = np.random.default_rng(3)
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:400]
+    liqs, books = [], []
+    for open_time, close in zip(candles["open_time"], candles["close"], strict=True):
+        for _ in range(rng.integers(0, 4)):
+            ts = open_time + pd.Timedelta(seconds=int(rng.integers(0, 3600)))
+            liqs.append({"symbol": "BTCUSDT", "ts": ts, "side": rng.choice(["Buy", "Sell"]),
+                         "price": close, "size": float(rng.exponential(2.0))})
+        for _ in range(rng.integers(0, 3)):
+            ts = open_time + pd.Timedelta(seconds=int(rng.integers(0, 3600)))
+            book = {"b": [[close - k, float(rng.uniform(0, 5))] for k in range(1, 8)],
+                    "a": [[close + k, float(rng.uniform(0, 5))] for k in range(1, 8)]}
+            books.append((ts, book))
+    liq_frame = pd.DataFrame(liqs).sort_values("ts")
+    obi_frame = pd.DataFrame({"symbol": "BTCUSDT", "ts": [t for t, _ in books],
+                              "obi": [imbalance(b["b"], b["a"]) for _, b in books]})
+    expected = compute_history(candles, config=config, liquidations=liq_frame,
+                               orderbook_imbalance=obi_frame)
+
+    tracker = MarketSentimentTracker("BTCUSDT", "60", config)
+    rows = []
+    for candle in candles.to_dict("records"):
+        close_time = candle["open_time"] + pd.Timedelta(hours=1)
+        inside = (liq_frame["ts"] >= candle["open_time"]) & (liq_frame["ts"] < close_time)
+        for liq in liq_frame[inside].to_dict("records"):
+            tracker.on_liquidation(liq)
+        for ts, book in books:
+            if candle["open_time"] <= ts < close_time:
+                tracker.on_orderbook_update(book)
+        rows.append(tracker.on_candle_close(candle).as_row())
+    live = history_frame({c: [r[c] for r in rows] for c in HISTORY_COLUMNS})
+    # Batch cannot know the stream ran after its last event: compare up to that bar.
+    last = int(np.searchsorted(candles["open_time"], liq_frame["ts"].max(), side="right"))
+    assert_same_rows(expected.iloc[:last], live.iloc[:last])
+    assert expected["liquidation_intensity"].notna().sum() > 300
+    assert expected["order_book_imbalance"].notna().sum() > 100
+    assert expected["exchange_sentiment"].iloc[104:last].notna().all()
+
+
+def test_restore_over_full_history_is_exact(bundle, config):
+    small = dataclasses.replace(config, history=dataclasses.replace(config.history,
+                                                                    checkpoint_bars=300))
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:2500]
+    expected = compute_history(candles, config=small)
+    tracker = MarketSentimentTracker("BTCUSDT", "60", small)
+    rows = []
+    for i, candle in enumerate(candles.to_dict("records")):
+        if i == 2000:
+            state = json.loads(json.dumps(tracker.checkpoint()))
+            with pytest.raises(InputError, match="do not end"):
+                MarketSentimentTracker.restore(state, small, candles=candles.iloc[:1500])
+            tracker = MarketSentimentTracker.restore(state, small, candles=candles)
+            assert tracker.indicators["obv"] == pytest.approx(
+                compute_history_obv(candles.iloc[:2000]), rel=0, abs=0)
+        rows.append(tracker.on_candle_close(candle).as_row())
+    live = history_frame({c: [r[c] for r in rows] for c in HISTORY_COLUMNS})
+    assert_same_rows(expected, live, tol=0.0)
+
+
+def compute_history_obv(candles):
+    import talib
+
+    return float(talib.OBV(candles["close"].to_numpy(float), candles["volume"].to_numpy(
+        float))[-1])
