@@ -49,11 +49,9 @@ SLOW_INPUTS: tuple[str, ...] = (
 
 
 def to_ms(values) -> np.ndarray:
-    """Timestamps (datetime64, pandas, naive = UTC) as int64 epoch milliseconds."""
-    ts = pd.to_datetime(pd.Series(values), utc=True)
-    return (ts.astype("int64") // 1_000_000).to_numpy(dtype=np.int64) if len(ts) else (
-        np.empty(0, dtype=np.int64)
-    )
+    """Timestamps (datetime64 of any unit, pandas, naive = UTC) as int64 epoch milliseconds."""
+    ts = pd.to_datetime(pd.Series(values), utc=True).dt.tz_convert(None)
+    return ts.to_numpy().astype("datetime64[ms]").astype(np.int64)
 
 
 def period_ms(code: str | None, default_minutes: int = 60) -> int:

@@ -74,7 +74,8 @@ def trend_score(x, p, direction, strength):
     """A: mean of structure trend, signed ADX strength, SuperTrend and EMA alignment."""
     structure = direction * strength / 2.0
     adx = sign(x[X_PDI] - x[X_MDI]) * clip((x[X_ADX] - 20.0) / 30.0, 0.0, 1.0)
-    supertrend = x[X_ST_DIR]
+    # With no price movement at all (ATR 0) SuperTrend's direction is only its seed.
+    supertrend = x[X_ST_DIR] if x[X_ATR] > 0.0 else 0.0
     e9, e21, e50 = x[X_EMA9], x[X_EMA21], x[X_EMA50]
     alignment = (sign(e9 - e21) + sign(e21 - e50) + sign(e9 - e50)) / 3.0
     return clip((structure + adx + supertrend + alignment) / 4.0, -1.0, 1.0)
@@ -114,13 +115,13 @@ def volume_flow_score(x):
     """D: mean of CMF, MFI and volume momentum signed by the bar's direction."""
     cmf = clip(x[X_CMF], -1.0, 1.0)
     avg = x[X_VOL_SMA]
-    if avg > 0.0:
-        mfi = (x[X_MFI] - 50.0) / 50.0
+    mfi = 0.0
+    momentum = 0.0
+    if avg > 0.0:  # else no volume in the last 20 bars: no flow to read
         bar_dir = sign(x[X_CLOSE] - x[X_OPEN])
         momentum = bar_dir * clip(x[X_VOLUME] / avg - 1.0, -1.0, 1.0)
-    else:  # no volume in the last 20 bars: no flow to read
-        mfi = 0.0
-        momentum = 0.0
+        if x[X_ATR] > 0.0:  # MFI reads 0 when the typical price never moved
+            mfi = (x[X_MFI] - 50.0) / 50.0
     return clip((cmf + mfi + momentum) / 3.0, -1.0, 1.0)
 
 
