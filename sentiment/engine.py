@@ -9,6 +9,7 @@ over a whole history, so the two paths cannot drift apart: one truth, by constru
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from numba import njit
@@ -211,3 +212,12 @@ def run_batch(state, xs, p):
     return ys
 
 
+
+
+def _guard() -> None:
+    from sentiment import jit, layout, scores
+
+    jit.guard_caches([layout, stc, scores, rg, sys.modules[__name__]])
+
+
+_guard()
