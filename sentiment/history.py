@@ -239,14 +239,14 @@ def _floats(values) -> np.ndarray:
 def _strings(values) -> pd.api.extensions.ExtensionArray:
     if not isinstance(values, pa.Array):
         values = pa.array(list(values), type=pa.string(), from_pandas=True)
-    return pd.array(values, dtype=pd.StringDtype("pyarrow"))
+    return pd.array(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
 def history_frame(columns: dict[str, object]) -> pd.DataFrame:
     """A frame with exactly the ``sentiment_history`` columns and their dtypes (NULL as NA).
 
     Missing columns are all NULL; floats are nullable ``Float64`` (NaN becomes NA), the
-    duration ``Int64``, text ``string``.
+    duration ``Int64``, text pandas' default ``str`` (missing = NaN).
     """
     n = len(next(iter(columns.values()))) if columns else 0
     data = {}

@@ -128,8 +128,9 @@ def assert_same_rows(hist: pd.DataFrame, snaps) -> None:
         want = hist.iloc[i]
         for name in HISTORY_COLUMNS:
             live, batch = row[name], want[name]
-            if live is None or batch is pd.NA or (isinstance(batch, float) and batch != batch):
-                assert live is None and batch is pd.NA, (i, name, live, batch)
+            if live is None or pd.isna(batch):
+                # NULL on both sides (pandas shows it as NA, or NaN in text columns)
+                assert live is None and pd.isna(batch), (i, name, live, batch)
             elif name == "timestamp":
                 assert pd.Timestamp(live) == batch, (i, live, batch)
             elif isinstance(live, str):
