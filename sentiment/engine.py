@@ -215,9 +215,9 @@ def run_batch(state, xs, p):
 
 
 def _guard() -> None:
-    from sentiment import jit, layout, scores
+    from sentiment import jit, layout, models, scores
 
-    jit.guard_caches([layout, stc, scores, rg, sys.modules[__name__]])
+    jit.guard_caches([layout, models, stc, scores, rg, sys.modules[__name__]])
 
 
 _guard()

@@ -20,6 +20,7 @@ from sentiment.indicators.talib_set import BAR_FIELDS, compute_talib
 from sentiment.inputs import MINUTE_MS, SLOW_INPUTS, asof_inputs, to_ms
 from sentiment.layout import (
     N_INPUTS,
+    N_OUTPUTS,
     Y_CONFIDENCE,
     Y_DURATION,
     Y_EXCHANGE,
@@ -129,7 +130,7 @@ def compute_history_and_transitions(
         ))
     if not parts:
         return history_frame({name: [] for name in HISTORY_COLUMNS}), _transitions(
-            "", "", np.empty(0, dtype=np.int64), np.empty((0, Y_REGIME + 1)))
+            "", "", np.empty(0, dtype=np.int64), np.empty((0, N_OUTPUTS)))
     return (pd.concat([h for h, _ in parts], ignore_index=True),
             pd.concat([t for _, t in parts], ignore_index=True))
 
@@ -162,7 +163,8 @@ def _bars(symbol: str, interval: str, group: pd.DataFrame) -> tuple[np.ndarray, 
 def indicator_frame(bars: dict[str, np.ndarray], config: Config) -> dict[str, np.ndarray]:
     """Every indicator over whole arrays: TA-Lib outputs plus the ones written here."""
     ta = compute_talib(bars)
-    ta["atr_rank"] = custom.atr_percent_rank(ta["atr"], config.regime.atr_lookback)
+    ta["atr_rank"] = custom.atr_percent_rank(custom.settled_atr(ta["atr"], bars["close"]),
+                                             config.regime.atr_lookback)
     ta["kc_upper"], ta["kc_lower"] = custom.keltner(ta["kc_basis"], ta["atr_20"], KELTNER_MULT)
     ta["squeeze"], ta["squeeze_fired"] = custom.squeeze(
         ta["bb_upper"], ta["bb_lower"], ta["kc_upper"], ta["kc_lower"]

@@ -15,8 +15,15 @@ liquidations       inside the bar [open, close)    -                24 bars min.
 order-book OBI     inside the bar [open, close)    -                -
 =================  ==============================  ===============  ============
 
+Stream inputs (liquidations, order-book samples) go to the bar whose ``[open, close)`` holds
+their own timestamp. A bar has stream data when at least one liquidation or order-book
+sample falls in it (the stream samples the book on a fixed cadence, so a running stream
+always leaves samples); without any, its liquidation and OBI inputs are missing (NULL), not
+zero. Open interest and long/short records are read at exactly the configured period.
+
 :func:`asof_inputs` does this for whole arrays (batch); :class:`LiveInputs` keeps the same
-rules for one value at a time (live). Times are int64 milliseconds since the epoch.
+rules for one value at a time (live). Times are int64 milliseconds since the epoch; plain
+numbers given as times are read as epoch milliseconds too.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import PERIOD_MINUTES
+from sentiment.errors import InputError
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -49,8 +57,12 @@ SLOW_INPUTS: tuple[str, ...] = (
 
 
 def to_ms(values) -> np.ndarray:
-    """Timestamps (datetime64 of any unit, pandas, naive = UTC) as int64 epoch milliseconds."""
-    ts = pd.to_datetime(pd.Series(values), utc=True).dt.tz_convert(None)
+    """Timestamps as int64 epoch milliseconds: datetime64 of any unit, pandas or datetime
+    values (naive = UTC), or plain numbers, which are taken as epoch milliseconds."""
+    series = pd.Series(values)
+    if series.dtype.kind in "iuf":
+        return series.to_numpy(dtype=np.float64).astype(np.int64)
+    ts = pd.to_datetime(series, utc=True).dt.tz_convert(None)
     return ts.to_numpy().astype("datetime64[ms]").astype(np.int64)
 
 
@@ -82,32 +94,37 @@ def _asof(times: np.ndarray, usable: np.ndarray, values: np.ndarray, max_age) ->
     return out
 
 
-def _series(frame, time_col, value_col, lag_ms, symbol=None):
-    """(usable times, values, lag-independent max age) sorted, NaN values dropped."""
+def _series(frame, time_col, value_col, lag_ms, symbol=None, source=None):
+    """(usable times, values) sorted; NaN values dropped, infinities refused."""
     if frame is None or len(frame) == 0:
         return None
     df = frame
     if symbol is not None and "symbol" in df.columns:
         df = df[df["symbol"] == symbol]
-    df = df[[time_col, value_col]].dropna()
-    if df.empty:
+    df = df[[time_col, value_col]]
+    values = pd.to_numeric(df[value_col], errors="coerce").to_numpy(dtype=np.float64)
+    if np.isinf(values).any():
+        raise InputError(source or value_col, "infinite value", symbol=symbol,
+                         field=value_col)
+    keep = ~np.isnan(values) & df[time_col].notna().to_numpy()
+    if not keep.any():
         return None
-    usable = to_ms(df[time_col]) + lag_ms
-    values = df[value_col].to_numpy(dtype=np.float64)
+    usable = to_ms(df[time_col][keep]) + lag_ms
+    values = values[keep]
     order = np.argsort(usable, kind="stable")
     return usable[order], values[order]
 
 
-def _pick_period(frame, column: str, preferred: str) -> tuple[pd.DataFrame | None, str]:
-    """Rows of one period: the configured one if present, else the shortest there is."""
-    if frame is None or len(frame) == 0 or column not in frame.columns:
-        return frame, preferred
-    codes = set(frame[column].dropna().astype(str))
-    if preferred in codes:
-        code = preferred
-    else:
-        code = min(codes, key=lambda c: PERIOD_MINUTES.get(c, 10**9))
-    return frame[frame[column].astype(str) == code], code
+def _of_period(frame, column: str, code: str, symbol: str):
+    """This symbol's rows at exactly the configured period (all rows when the frame has no
+    period column: they are taken to be of that period)."""
+    if frame is None or len(frame) == 0:
+        return frame
+    if "symbol" in frame.columns:
+        frame = frame[frame["symbol"] == symbol]
+    if column in frame.columns:
+        frame = frame[frame[column].astype(str) == code]
+    return frame
 
 
 def _pct_change(now: np.ndarray, before: np.ndarray) -> np.ndarray:
@@ -136,13 +153,13 @@ def asof_inputs(
     n = len(close_ms)
     out = {name: np.full(n, np.nan) for name in SLOW_INPUTS}
 
-    s = _series(funding, "funding_time", "funding_rate", 0, symbol)
+    s = _series(funding, "funding_time", "funding_rate", 0, symbol, "funding")
     if s:
         out["funding_rate"] = _asof(close_ms, *s, FUNDING_MAX_AGE_MS)
 
-    oi, code = _pick_period(open_interest, "interval", open_interest_interval)
-    lag = period_ms(code)
-    s = _series(oi, "ts", "open_interest", lag, symbol)
+    oi = _of_period(open_interest, "interval", open_interest_interval, symbol)
+    lag = period_ms(open_interest_interval)
+    s = _series(oi, "ts", "open_interest", lag, symbol, "open_interest")
     if s:
         max_age = PERIODS_OF_AGE * lag
         now = _asof(close_ms, *s, max_age)
@@ -157,82 +174,88 @@ def asof_inputs(
         before = _asof(close_ms - OI_WINDOW_MS, close_ms, close, np.iinfo(np.int64).max)
         out["price_change_oi_window_pct"] = _pct_change(close, before)
 
-    ls, code = _pick_period(long_short, "period", long_short_period)
-    lag = period_ms(code)
-    s = _series(ls, "ts", "buy_ratio", lag, symbol)
+    ls = _of_period(long_short, "period", long_short_period, symbol)
+    lag = period_ms(long_short_period)
+    s = _series(ls, "ts", "buy_ratio", lag, symbol, "long_short_ratio")
     if s:
         out["long_short_ratio"] = _asof(close_ms, *s, PERIODS_OF_AGE * lag)
 
-    s = _series(fear_greed, "ts", "value", 0)
+    s = _series(fear_greed, "ts", "value", 0, None, "fear_greed")
     if s:
         out["fear_greed_index"] = _asof(close_ms, *s, FEAR_GREED_MAX_AGE_MS)
 
-    if liquidations is not None and len(liquidations):
-        intensity, net = _liquidation_bars(symbol, open_ms, close_ms, liquidations,
-                                           liquidation_window_bars(interval_minutes))
-        out["liquidation_intensity"], out["liquidation_net"] = intensity, net
-
-    if orderbook_imbalance is not None and len(orderbook_imbalance):
-        out["order_book_imbalance"] = _obi_bars(symbol, open_ms, close_ms, orderbook_imbalance)
+    liq = _bar_events(symbol, open_ms, close_ms, liquidations, "liquidations")
+    obi = _bar_events(symbol, open_ms, close_ms, orderbook_imbalance, "orderbook_imbalance")
+    if liq is not None or obi is not None:
+        n_bars = len(close_ms)
+        covered = np.zeros(n_bars, dtype=bool)
+        long_vol = np.zeros(n_bars)
+        short_vol = np.zeros(n_bars)
+        if liq is not None:
+            bar, df = liq
+            covered[bar] = True
+            notional = _finite(df, "size", symbol) * _finite(df, "price", symbol)
+            is_long = (df["side"].astype(str) == LONG_LIQUIDATION_SIDE).to_numpy()
+            long_vol = np.bincount(bar, weights=np.where(is_long, notional, 0.0),
+                                   minlength=n_bars)
+            short_vol = np.bincount(bar, weights=np.where(is_long, 0.0, notional),
+                                    minlength=n_bars)
+        if obi is not None:
+            bar, df = obi
+            covered[bar] = True
+            values = _finite(df, "obi", symbol)
+            counts = np.bincount(bar, minlength=n_bars)
+            sums = np.bincount(bar, weights=values, minlength=n_bars)
+            has = counts > 0
+            out["order_book_imbalance"][has] = sums[has] / counts[has]
+        window = liquidation_window_bars(interval_minutes)
+        intensity, net = out["liquidation_intensity"], out["liquidation_net"]
+        totals: deque[float] = deque(maxlen=window)
+        for i in range(n_bars):
+            total = long_vol[i] + short_vol[i] if covered[i] else float("nan")
+            totals.append(total)
+            if covered[i]:
+                intensity[i], net[i] = liquidation_reading(
+                    long_vol[i], short_vol[i], totals)
     return out
 
 
-def _bucket(open_ms, close_ms, ts_ms):
-    """Index of the bar whose [open, close) holds each time, -1 if none."""
-    idx = np.searchsorted(open_ms, ts_ms, side="right") - 1
-    ok = (idx >= 0) & (ts_ms < close_ms[np.clip(idx, 0, None)])
-    return np.where(ok, idx, -1)
+def _finite(df, column, symbol) -> np.ndarray:
+    values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InputError("stream", "missing or non-finite value", symbol=symbol, field=column)
+    return values
 
 
-def _liquidation_bars(symbol, open_ms, close_ms, frame, window):
+def _bar_events(symbol, open_ms, close_ms, frame, source):
+    """(bar index, rows) of the events that fall inside a bar's [open, close)."""
+    if frame is None or len(frame) == 0 or len(close_ms) == 0:
+        return None
     df = frame[frame["symbol"] == symbol] if "symbol" in frame.columns else frame
-    n = len(close_ms)
-    intensity = np.full(n, np.nan)
-    net = np.full(n, np.nan)
-    if df.empty or n == 0:
-        return intensity, net
+    if df.empty:
+        return None
     ts = to_ms(df["ts"])
-    notional = df["size"].to_numpy(np.float64) * df["price"].to_numpy(np.float64)
-    is_long = (df["side"].astype(str) == LONG_LIQUIDATION_SIDE).to_numpy()
-    bar = _bucket(open_ms, close_ms, ts)
-    keep = bar >= 0
-    long_vol = np.bincount(bar[keep], weights=np.where(is_long, notional, 0.0)[keep],
-                           minlength=n)
-    short_vol = np.bincount(bar[keep], weights=np.where(is_long, 0.0, notional)[keep],
-                            minlength=n)
-    # Bars between the first and the last event count as observed (zero when quiet).
-    first = np.searchsorted(close_ms, ts.min(), side="right")
-    last = np.searchsorted(open_ms, ts.max(), side="right")
-    for i in range(first, last):
-        total = long_vol[i] + short_vol[i]
-        lo = max(first, i - window + 1)
-        avg = liquidation_average(long_vol[lo : i + 1] + short_vol[lo : i + 1])
-        intensity[i] = total / avg if avg > 0 else 0.0
-        net[i] = (short_vol[i] - long_vol[i]) / total if total > 0 else 0.0
-    return intensity, net
+    idx = np.searchsorted(open_ms, ts, side="right") - 1
+    inside = (idx >= 0) & (ts < close_ms[np.clip(idx, 0, None)])
+    if not inside.any():
+        return None
+    return idx[inside], df[inside]
 
 
-def liquidation_average(totals) -> float:
+def liquidation_reading(long_vol: float, short_vol: float, totals) -> tuple[float, float]:
+    """(intensity, net pressure) of a bar with stream data; ``totals`` are the last window's
+    bar totals, this bar last, NaN where a bar had no stream data."""
+    total = long_vol + short_vol
     s = 0.0
+    n = 0
     for v in totals:
-        s += float(v)
-    return s / len(totals)
-
-
-def _obi_bars(symbol, open_ms, close_ms, frame):
-    df = frame[frame["symbol"] == symbol] if "symbol" in frame.columns else frame
-    n = len(close_ms)
-    out = np.full(n, np.nan)
-    if df.empty or n == 0:
-        return out
-    bar = _bucket(open_ms, close_ms, to_ms(df["ts"]))
-    keep = bar >= 0
-    values = df["obi"].to_numpy(np.float64)[keep]
-    counts = np.bincount(bar[keep], minlength=n)
-    sums = np.bincount(bar[keep], weights=values, minlength=n)
-    has = counts > 0
-    out[has] = sums[has] / counts[has]
-    return out
+        if v == v:
+            s += v
+            n += 1
+    avg = s / n
+    intensity = total / avg if avg > 0 else 0.0
+    net = (short_vol - long_vol) / total if total > 0 else 0.0
+    return intensity, net
 
 
 # --------------------------------------------------------------------------- live
@@ -282,7 +305,11 @@ class _Series:
 
 
 class LiveInputs:
-    """The slower inputs of one symbol, fed as they arrive, read as of each bar close."""
+    """The slower inputs of one symbol, fed as they arrive, read as of each bar close.
+
+    Stream events are held with their own timestamps until the bar that contains them
+    closes; an event for a bar already closed is late and dropped (a backfill counts it).
+    """
 
     def __init__(self, interval_minutes: int, open_interest_interval: str = "1h",
                  long_short_period: str = "1h"):
@@ -295,41 +322,63 @@ class LiveInputs:
         self.long_short = _Series(PERIODS_OF_AGE * self.ls_lag, keep)
         self.fear_greed = _Series(FEAR_GREED_MAX_AGE_MS, keep)
         self.closes = _Series(np.iinfo(np.int64).max, keep)
-        self.window = liquidation_window_bars(interval_minutes)
-        self.liq_totals: deque[float] = deque(maxlen=self.window)
-        self.liq_long = 0.0
-        self.liq_short = 0.0
-        self.liq_seen = False
-        self.obi_sum = 0.0
-        self.obi_count = 0
+        self.liq_totals: deque[float] = deque(maxlen=liquidation_window_bars(interval_minutes))
+        # Pending stream events: (ts, kind, a, b); kind 0 long liq, 1 short liq, 2 OBI.
+        self.events: list[tuple[int, int, float, float]] = []
+        self.last_close = -(2**62)
+        self.late_events = 0
 
-    def add_liquidation(self, side: str, size: float, price: float) -> None:
-        notional = size * price
-        if side == LONG_LIQUIDATION_SIDE:
-            self.liq_long += notional
-        else:
-            self.liq_short += notional
-        self.liq_seen = True
+    def _event(self, ts: int, kind: int, a: float, b: float) -> None:
+        if ts < self.last_close:
+            self.late_events += 1
+            return
+        self.events.append((ts, kind, a, b))
 
-    def add_obi(self, obi: float) -> None:
-        self.obi_sum += obi
-        self.obi_count += 1
+    def add_liquidation(self, ts: int, side: str, size: float, price: float) -> None:
+        long = side == LONG_LIQUIDATION_SIDE
+        self._event(ts, 0 if long else 1, size * price, 0.0)
 
-    def at_close(self, close_ms: int, close: float) -> tuple[float, ...]:
-        """The slower inputs for the bar closing at ``close_ms``; starts the next bar."""
+    def add_obi(self, ts: int, obi: float) -> None:
+        self._event(ts, 2, obi, 0.0)
+
+    def _stream(self, open_ms: int, close_ms: int) -> tuple[float, float, float]:
+        """(intensity, net, OBI) of the bar [open, close) from the pending events."""
+        mine = [e for e in self.events if e[0] < close_ms]
+        if not mine:
+            self.liq_totals.append(float("nan"))
+            return float("nan"), float("nan"), float("nan")
+        self.events = [e for e in self.events if e[0] >= close_ms]
+        inside = [e for e in mine if e[0] >= open_ms]  # earlier ones fell in a gap
+        long_vol = short_vol = obi_sum = 0.0
+        obi_n = 0
+        for _, kind, a, _b in inside:
+            if kind == 0:
+                long_vol += a
+            elif kind == 1:
+                short_vol += a
+            else:
+                obi_sum += a
+                obi_n += 1
+        if not inside:
+            self.liq_totals.append(float("nan"))
+            return float("nan"), float("nan"), float("nan")
+        self.liq_totals.append(long_vol + short_vol)
+        intensity, net = liquidation_reading(long_vol, short_vol, self.liq_totals)
+        return intensity, net, obi_sum / obi_n if obi_n else float("nan")
+
+    def at_close(self, open_ms: int, close_ms: int, close: float) -> tuple[float, ...]:
+        """The slower inputs for the bar [open_ms, close_ms)."""
         self.closes.add(close_ms, close)
         oi = self.open_interest.at(close_ms)
         oi_4h = self.open_interest.at(close_ms - OI_WINDOW_MS)
         oi_1h = self.open_interest.at(close_ms - OI_SHORT_WINDOW_MS)
         price_before = self.closes.at(close_ms - OI_WINDOW_MS)
-        intensity = net = float("nan")
-        if self.liq_seen:
-            total = self.liq_long + self.liq_short
-            self.liq_totals.append(total)
-            avg = liquidation_average(self.liq_totals)
-            intensity = total / avg if avg > 0 else 0.0
-            net = (self.liq_short - self.liq_long) / total if total > 0 else 0.0
-        obi = self.obi_sum / self.obi_count if self.obi_count else float("nan")
+        if self.events:
+            intensity, net, obi = self._stream(open_ms, close_ms)
+        else:
+            self.liq_totals.append(float("nan"))
+            intensity = net = obi = float("nan")
+        self.last_close = close_ms
         values = (
             self.funding.at(close_ms),
             oi,
@@ -342,9 +391,6 @@ class LiveInputs:
             net,
             obi,
         )
-        self.liq_long = self.liq_short = 0.0
-        self.obi_sum = 0.0
-        self.obi_count = 0
         for series in (self.funding, self.open_interest, self.long_short, self.fear_greed,
                        self.closes):
             series.trim(close_ms)
@@ -355,18 +401,19 @@ class LiveInputs:
             name: getattr(self, name).items
             for name in ("funding", "open_interest", "long_short", "fear_greed", "closes")
         } | {
-            "liq_totals": list(self.liq_totals), "liq_long": self.liq_long,
-            "liq_short": self.liq_short, "liq_seen": self.liq_seen,
-            "obi_sum": self.obi_sum, "obi_count": self.obi_count,
+            "liq_totals": [None if v != v else v for v in self.liq_totals],
+            "events": [list(e) for e in self.events],
+            "last_close": self.last_close,
+            "late_events": self.late_events,
         }
 
     def load_state(self, state: dict) -> None:
         for name in ("funding", "open_interest", "long_short", "fear_greed", "closes"):
             getattr(self, name).load(state[name])
-        self.liq_totals.extend(state["liq_totals"])
-        self.liq_long, self.liq_short = state["liq_long"], state["liq_short"]
-        self.liq_seen = state["liq_seen"]
-        self.obi_sum, self.obi_count = state["obi_sum"], state["obi_count"]
+        self.liq_totals.extend(float("nan") if v is None else v for v in state["liq_totals"])
+        self.events = [(int(t), int(k), float(a), float(b)) for t, k, a, b in state["events"]]
+        self.last_close = int(state["last_close"])
+        self.late_events = int(state["late_events"])
 
 
 def _pct(now: float, before: float) -> float:

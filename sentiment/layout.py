@@ -6,6 +6,11 @@ loop and the live step run the very same code; these names say what each slot ho
 
 from __future__ import annotations
 
+#: An ATR at or below this share of the close counts as no movement at all. Wilder's ATR
+#: never reaches exactly 0 once prices moved, so "flat" needs a tolerance (the same one in
+#: every path, so a restored tracker and a backfill agree on it).
+NO_MOVEMENT = 1e-9
+
 #: Per-bar inputs: the candle, indicator values and the as-of exchange and macro inputs.
 INPUTS: tuple[str, ...] = (
     "open", "high", "low", "close", "volume",

@@ -59,6 +59,7 @@ from sentiment.layout import (
     X_VOLUME,
 )
 from sentiment.models import REGIME_CODE
+from sentiment.scores import moving
 
 TRENDING_UP = REGIME_CODE["trending_up"]
 TRENDING_DOWN = REGIME_CODE["trending_down"]
@@ -91,6 +92,11 @@ def _bandwidth(x):
 
 
 @njit(cache=True)
+def _settled_atr(x):
+    return x[X_ATR] if moving(x) else 0.0
+
+
+@njit(cache=True)
 def _flag(cond):
     return 1.0 if cond else 0.0
 
@@ -106,14 +112,21 @@ def _price_spike(x, prev_close, p):
 
 @njit(cache=True)
 def evidence(regime, x, p, s, direction, bos, choch):
-    """Share of the regime's key signals that hold on this bar, in [0, 1]."""
-    adx = x[X_ADX]
+    """Share of the regime's key signals that hold on this bar, in [0, 1].
+
+    Without price movement (ATR ~ 0) the smoothed oscillators only hold their last values,
+    so they read neutral: ADX 0, RSI 50, MACD histogram 0, no SuperTrend direction.
+    """
+    mv = moving(x)
+    adx = x[X_ADX] if mv else 0.0
     if regime == TRENDING_UP or regime == TRENDING_DOWN:
         d = 1.0 if regime == TRENDING_UP else -1.0
+        st = x[X_ST_DIR] if mv else 0.0
+        hist = x[X_MACD_HIST] if mv else 0.0
         return (_flag(adx > p[P_ADX_TREND]) + _flag(direction == d)
-                + _flag(x[X_ST_DIR] == d) + _flag(x[X_MACD_HIST] * d > 0.0)) / 4.0
+                + _flag(st == d) + _flag(hist * d > 0.0)) / 4.0
     if regime == RANGING:
-        rsi = x[X_RSI]
+        rsi = x[X_RSI] if mv else 50.0
         return (_flag(adx < p[P_ADX_RANGE]) + _flag(direction == 0.0)
                 + _flag(40.0 <= rsi <= 60.0) + _flag(x[X_ATR_RANK] < 0.5)) / 4.0
     if regime == HIGH_VOLATILITY:
@@ -125,7 +138,7 @@ def evidence(regime, x, p, s, direction, bos, choch):
             n += 1.0
         return total / n
     if regime == SQUEEZE:
-        return (_flag(x[X_SQUEEZE] == 1.0) + _flag(x[X_ATR] < s[R_PREV_ATR])) / 2.0
+        return (_flag(x[X_SQUEEZE] == 1.0) + _flag(_settled_atr(x) < s[R_PREV_ATR])) / 2.0
     if regime == BREAKOUT:
         return (_flag(x[X_SQUEEZE_FIRED] > 0.0)
                 + _flag(x[X_VOLUME] > p[P_BREAKOUT_VOLUME] * x[X_VOL_SMA])
@@ -163,7 +176,7 @@ def classify(x, p, s, direction):
         return BREAKOUT
     if x[X_ATR_RANK] > p[P_ATR_HV]:
         return HIGH_VOLATILITY
-    if x[X_ADX] > p[P_ADX_TREND]:
+    if moving(x) and x[X_ADX] > p[P_ADX_TREND]:
         if direction == 1.0:
             return TRENDING_UP
         if direction == -1.0:
@@ -214,5 +227,5 @@ def hysteresis_step(s, p, raw, confidence):
 def remember_bar(s, x):
     """Keep what the next bar's rules compare with."""
     s[R_PREV_BW] = _bandwidth(x)
-    s[R_PREV_ATR] = x[X_ATR]
+    s[R_PREV_ATR] = _settled_atr(x)
     s[R_PREV_CLOSE] = x[X_CLOSE]

@@ -12,6 +12,7 @@ import math
 from numba import njit
 
 from sentiment.layout import (
+    NO_MOVEMENT,
     P_FUNDING_HIGH,
     P_FUNDING_LOW,
     P_LS_HIGH,
@@ -43,13 +44,11 @@ from sentiment.layout import (
     X_LIQ_NET,
     X_LS,
     X_MACD_HIST,
-    X_MDI,
     X_MFI,
     X_NATR,
     X_OBI,
     X_OI_DELTA,
     X_OPEN,
-    X_PDI,
     X_PRICE_OI,
     X_ROC,
     X_RSI,
@@ -70,12 +69,19 @@ def sign(v):
 
 
 @njit(cache=True)
+def moving(x):
+    """False when the ATR says prices have not moved (see layout.NO_MOVEMENT)."""
+    return x[X_ATR] > NO_MOVEMENT * x[X_CLOSE]
+
+
+@njit(cache=True)
 def trend_score(x, p, direction, strength):
-    """A: mean of structure trend, signed ADX strength, SuperTrend and EMA alignment."""
+    """A: mean of structure trend, ADX strength signed by the trend direction (DESIGN 8.6),
+    SuperTrend and EMA alignment."""
     structure = direction * strength / 2.0
-    adx = sign(x[X_PDI] - x[X_MDI]) * clip((x[X_ADX] - 20.0) / 30.0, 0.0, 1.0)
-    # With no price movement at all (ATR 0) SuperTrend's direction is only its seed.
-    supertrend = x[X_ST_DIR] if x[X_ATR] > 0.0 else 0.0
+    adx = direction * clip((x[X_ADX] - 20.0) / 30.0, 0.0, 1.0)
+    # Without price movement SuperTrend's direction is only its seed.
+    supertrend = x[X_ST_DIR] if moving(x) else 0.0
     e9, e21, e50 = x[X_EMA9], x[X_EMA21], x[X_EMA50]
     alignment = (sign(e9 - e21) + sign(e21 - e50) + sign(e9 - e50)) / 3.0
     return clip((structure + adx + supertrend + alignment) / 4.0, -1.0, 1.0)
@@ -85,7 +91,7 @@ def trend_score(x, p, direction, strength):
 def momentum_score(x, p):
     """B: mean of RSI, MACD histogram in ATRs, and ROC against its expected move."""
     atr = x[X_ATR]
-    if atr > 0.0:
+    if moving(x):
         rsi = (x[X_RSI] - 50.0) / 50.0
         hist = x[X_MACD_HIST]
         macd = sign(hist) * min(1.0, abs(hist) / atr)
@@ -120,7 +126,7 @@ def volume_flow_score(x):
     if avg > 0.0:  # else no volume in the last 20 bars: no flow to read
         bar_dir = sign(x[X_CLOSE] - x[X_OPEN])
         momentum = bar_dir * clip(x[X_VOLUME] / avg - 1.0, -1.0, 1.0)
-        if x[X_ATR] > 0.0:  # MFI reads 0 when the typical price never moved
+        if moving(x):  # MFI reads 0 when the typical price never moved
             mfi = (x[X_MFI] - 50.0) / 50.0
     return clip((cmf + mfi + momentum) / 3.0, -1.0, 1.0)
 

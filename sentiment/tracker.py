@@ -27,6 +27,7 @@ from sentiment.indicators.custom import (
     Squeeze,
     SuperTrend,
     keltner,
+    settled_atr_value,
 )
 from sentiment.indicators.talib_set import BAR_FIELDS, OUTPUTS, TalibStreams
 from sentiment.inputs import MINUTE_MS, LiveInputs
@@ -110,8 +111,8 @@ def _open_ms(value: Any) -> int:
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return (value - _EPOCH) // _MS
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return int(value)
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        return int(value)  # plain numbers are epoch milliseconds, as in the batch path
     ts = pd.Timestamp(value)
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
@@ -188,7 +189,7 @@ class MarketSentimentTracker:
         x = self._x
         x[0], x[1], x[2], x[3], x[4] = o, h, l_, c, v
         x[_TALIB_DST] = ta[_TALIB_SRC]
-        x[X_ATR_RANK] = self._rank.update(ta[_T["atr"]])
+        x[X_ATR_RANK] = self._rank.update(settled_atr_value(ta[_T["atr"]], c))
         kc_up, kc_lo = keltner(ta[_T["kc_basis"]], ta[_T["atr_20"]], KELTNER_MULT)
         x[X_KC_UP] = kc_up
         x[X_KC_LO] = kc_lo
@@ -197,13 +198,18 @@ class MarketSentimentTracker:
         )
         x[X_ST_DIR] = self._supertrend.update(h, l_, c, ta[_T["atr_10"]])[1]
         x[X_CMF] = self._cmf.update(h, l_, c, v)
-        x[X_FUNDING:] = self._inputs.at_close(close_ms, c)
+        x[X_FUNDING:] = self._inputs.at_close(open_ms, close_ms, c)
         engine.engine_step(self._state, x, self._params, self._y)
         snap = self._snapshot(close_ms, c)
         self.snapshots.append(snap)
         return snap
 
     def _validate(self, candle: Mapping[str, Any]) -> tuple:
+        for key, mine in (("symbol", self.symbol), ("interval", self.interval)):
+            theirs = candle.get(key)
+            if theirs is not None and str(theirs) != mine:
+                raise InputError("candles", f"a {theirs} bar given to the {mine} tracker",
+                                 symbol=self.symbol, field=key)
         try:
             open_ms = _open_ms(candle["open_time"])
         except (KeyError, ValueError, TypeError) as exc:
@@ -286,21 +292,43 @@ class MarketSentimentTracker:
 
     # ----------------------------------------------------------------- slower feeds
 
+    def _value(self, source: str, field: str, value: Any) -> float:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise InputError(source, f"not a number: {value!r}", symbol=self.symbol,
+                             field=field) from None
+        if math.isinf(value):
+            raise InputError(source, "infinite value", symbol=self.symbol, field=field)
+        return value  # NaN: no value, ignored like a missing row
+
     def on_funding(self, funding_time: Any, funding_rate: float) -> None:
         """A settled funding rate (usable from its settlement time)."""
-        self._inputs.funding.add(_open_ms(funding_time), float(funding_rate))
+        value = self._value("funding", "funding_rate", funding_rate)
+        self._inputs.funding.add(_open_ms(funding_time), value)
 
-    def on_open_interest(self, ts: Any, open_interest: float) -> None:
-        """An open-interest record of the configured period (usable at ``ts`` + period)."""
-        self._inputs.open_interest.add(_open_ms(ts) + self._inputs.oi_lag, float(open_interest))
+    def on_open_interest(self, ts: Any, open_interest: float, interval: str | None = None
+                         ) -> bool:
+        """An open-interest record (usable at ``ts`` + period). Records of another period
+        than ``exchange_data.open_interest_interval`` are ignored (returns False)."""
+        if interval is not None and interval != self.config.exchange_data.open_interest_interval:
+            return False
+        value = self._value("open_interest", "open_interest", open_interest)
+        self._inputs.open_interest.add(_open_ms(ts) + self._inputs.oi_lag, value)
+        return True
 
-    def on_long_short(self, ts: Any, buy_ratio: float) -> None:
-        """An account-ratio record of the configured period (usable at ``ts`` + period)."""
-        self._inputs.long_short.add(_open_ms(ts) + self._inputs.ls_lag, float(buy_ratio))
+    def on_long_short(self, ts: Any, buy_ratio: float, period: str | None = None) -> bool:
+        """An account-ratio record (usable at ``ts`` + period). Records of another period
+        than ``exchange_data.long_short_period`` are ignored (returns False)."""
+        if period is not None and period != self.config.exchange_data.long_short_period:
+            return False
+        value = self._value("long_short_ratio", "buy_ratio", buy_ratio)
+        self._inputs.long_short.add(_open_ms(ts) + self._inputs.ls_lag, value)
+        return True
 
     def on_fear_greed(self, ts: Any, value: float) -> None:
         """A daily Fear & Greed value (usable from its day)."""
-        self._inputs.fear_greed.add(_open_ms(ts), float(value))
+        self._inputs.fear_greed.add(_open_ms(ts), self._value("fear_greed", "value", value))
 
     def on_ticker_update(self, ticker_data: Mapping[str, Any]) -> None:
         """Keep the latest ticker (mark price, predicted funding, OI, bid/ask).
@@ -310,21 +338,45 @@ class MarketSentimentTracker:
         """
         self.last_ticker = dict(ticker_data)
 
-    def on_liquidation(self, liq_data: Mapping[str, Any]) -> None:
-        """A liquidation in the current bar (Bybit ``allLiquidation`` fields or ours)."""
-        side = liq_data.get("side", liq_data.get("S"))
-        size = float(liq_data.get("size", liq_data.get("v", math.nan)))
-        price = float(liq_data.get("price", liq_data.get("p", math.nan)))
-        if side not in ("Buy", "Sell") or not (math.isfinite(size) and math.isfinite(price)):
-            raise InputError("liquidations", f"unusable message {dict(liq_data)!r}",
-                             symbol=self.symbol, field="side/size/price")
-        self._inputs.add_liquidation(side, size, price)
+    def _event_time(self, source: str, data: Mapping[str, Any], ts: Any) -> int:
+        symbol = data.get("symbol", data.get("s"))
+        if symbol is not None and symbol != self.symbol:
+            raise InputError(source, f"a {symbol} message given to the {self.symbol} tracker",
+                             symbol=self.symbol, field="symbol")
+        for key in ("ts", "T", "time"):
+            if ts is None:
+                ts = data.get(key)
+        if ts is None:
+            raise InputError(source, "message without a time (ts, T or time)",
+                             symbol=self.symbol, field="ts")
+        try:
+            return _open_ms(ts)
+        except (ValueError, TypeError):
+            raise InputError(source, f"bad time {ts!r}", symbol=self.symbol,
+                             field="ts") from None
 
-    def on_orderbook_update(self, orderbook: Mapping[str, Any]) -> float:
-        """One order-book sample (``b``/``a`` lists of [price, size]); returns its OBI."""
+    def on_liquidation(self, liq_data: Mapping[str, Any]) -> None:
+        """One liquidation (Bybit ``allLiquidation`` fields T, s, S, v, p, or ts, symbol,
+        side, size, price). It counts in the bar whose [open, close) holds its time."""
+        ts = self._event_time("liquidations", liq_data, None)
+        side = liq_data.get("side", liq_data.get("S"))
+        if side not in ("Buy", "Sell"):
+            raise InputError("liquidations", f"side must be Buy or Sell, got {side!r}",
+                             symbol=self.symbol, field="side")
+        size = self._value("liquidations", "size", liq_data.get("size", liq_data.get("v")))
+        price = self._value("liquidations", "price", liq_data.get("price", liq_data.get("p")))
+        if not (size == size and price == price):
+            raise InputError("liquidations", "size and price are required",
+                             symbol=self.symbol, field="size/price")
+        self._inputs.add_liquidation(ts, side, size, price)
+
+    def on_orderbook_update(self, orderbook: Mapping[str, Any], ts: Any = None) -> float:
+        """One order-book sample (``b``/``a``: [price, size] levels, best first; its time
+        ``ts`` or the message's). Returns its OBI, averaged into the bar that holds ``ts``."""
+        when = self._event_time("orderbook", orderbook, ts)
         obi = imbalance(orderbook.get("b", ()), orderbook.get("a", ()))
         if obi == obi:
-            self._inputs.add_obi(obi)
+            self._inputs.add_obi(when, obi)
         return obi
 
     # ----------------------------------------------------------------- reading
@@ -373,6 +425,12 @@ class MarketSentimentTracker:
 
     # ----------------------------------------------------------------- checkpoint
 
+    def _fingerprint(self) -> list:
+        """Every setting that changes the rows: engine parameters and input windows."""
+        ex = self.config.exchange_data
+        return [float(v) for v in self._params] + [
+            self.config.regime.atr_lookback, ex.open_interest_interval, ex.long_short_period]
+
     def checkpoint(self) -> dict:
         """The whole state as plain JSON types (NaN written as null)."""
         bars = list(zip(*self._bars, strict=True)) if self._bars else [()] * 6
@@ -380,7 +438,7 @@ class MarketSentimentTracker:
             "version": CHECKPOINT_VERSION,
             "symbol": self.symbol,
             "interval": self.interval,
-            "params": [float(v) for v in self._params],
+            "params": self._fingerprint(),
             "n_bars": self._n_bars,
             "bars": {"open_ms": list(bars[0]),
                      **{name: list(bars[i + 1]) for i, name in enumerate(BAR_FIELDS)}},
@@ -411,7 +469,7 @@ class MarketSentimentTracker:
             raise InputError("checkpoint", f"unsupported version {state.get('version')!r}",
                              symbol=state.get("symbol"), field="version")
         t = cls(state["symbol"], state["interval"], config)
-        if [float(v) for v in t._params] != list(state["params"]):
+        if t._fingerprint() != list(state["params"]):
             raise InputError(
                 "checkpoint", "made with a different configuration (weights, thresholds or "
                 "enabled inputs); recompute the history instead", symbol=t.symbol,

@@ -29,6 +29,8 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
+from sentiment.layout import NO_MOVEMENT
+
 SQUEEZE_ON, SQUEEZE_NONE, SQUEEZE_OFF = 1.0, 0.0, -1.0
 
 # ------------------------------------------------------------------ ATR percentile rank
@@ -79,6 +81,16 @@ class AtrPercentRank:
         obj.window = deque(state["window"])
         obj.sorted = sorted(obj.window)
         return obj
+
+
+def settled_atr(atr, close):
+    """ATR with "no movement" (at or below ``NO_MOVEMENT`` x close) read as exactly 0, so
+    a flat stretch ranks as ties whatever tiny remainder Wilder smoothing left."""
+    return np.where(atr <= NO_MOVEMENT * close, 0.0, atr)
+
+
+def settled_atr_value(atr: float, close: float) -> float:
+    return 0.0 if atr <= NO_MOVEMENT * close else atr
 
 
 # ------------------------------------------------------------------ Keltner and squeeze

@@ -247,47 +247,101 @@ def test_snapshot_fields_follow_the_brief(bundle, config):
     assert tracker.get_snapshot() is snap and tracker.get_regime() == snap.regime
 
 
-def test_liquidations_and_order_book_batch_equals_live(bundle, config):
-    """Stream inputs: liquidation events and order-book samples inside each bar."""
+def _stream_events(candles, rng, quiet=range(150, 170)):
+    """Liquidations and order-book samples with their own times; none in the quiet bars
+    (the stream was down)."""
     from sentiment.orderbook import imbalance
 
-    rng = np.random.default_rng(3)
-    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:400]
     liqs, books = [], []
-    for open_time, close in zip(candles["open_time"], candles["close"], strict=True):
+    for i, (open_time, close) in enumerate(zip(candles["open_time"], candles["close"],
+                                               strict=True)):
+        if i in quiet:
+            continue
         for _ in range(rng.integers(0, 4)):
             ts = open_time + pd.Timedelta(seconds=int(rng.integers(0, 3600)))
             liqs.append({"symbol": "BTCUSDT", "ts": ts, "side": rng.choice(["Buy", "Sell"]),
                          "price": close, "size": float(rng.exponential(2.0))})
-        for _ in range(rng.integers(0, 3)):
+        for _ in range(rng.integers(1, 3)):
             ts = open_time + pd.Timedelta(seconds=int(rng.integers(0, 3600)))
             book = {"b": [[close - k, float(rng.uniform(0, 5))] for k in range(1, 8)],
                     "a": [[close + k, float(rng.uniform(0, 5))] for k in range(1, 8)]}
             books.append((ts, book))
-    liq_frame = pd.DataFrame(liqs).sort_values("ts")
+    liq_frame = pd.DataFrame(liqs).sort_values("ts", ignore_index=True)
     obi_frame = pd.DataFrame({"symbol": "BTCUSDT", "ts": [t for t, _ in books],
                               "obi": [imbalance(b["b"], b["a"]) for _, b in books]})
+    return liq_frame, books, obi_frame
+
+
+def test_liquidations_and_order_book_batch_equals_live(bundle, config):
+    """Stream events count in the bar that holds their own time, whenever they arrive
+    before that bar is processed; bars without any stream data read NULL, not 0."""
+    rng = np.random.default_rng(3)
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:400]
+    liq_frame, books, obi_frame = _stream_events(candles, rng)
     expected = compute_history(candles, config=config, liquidations=liq_frame,
                                orderbook_imbalance=obi_frame)
 
+    # Live: every event arrives 30 s after its time, so some stamped before a bar's close
+    # only arrive after it closed... unless the bar is processed later (the kline confirm
+    # comes after the close). Here bars are processed 60 s after their close.
+    arrivals = [(r["ts"] + pd.Timedelta(seconds=30), "liq", r) for r in
+                liq_frame.to_dict("records")]
+    arrivals += [(ts + pd.Timedelta(seconds=30), "book", (ts, b)) for ts, b in books]
+    arrivals += [(c["open_time"] + pd.Timedelta(hours=1, seconds=60), "bar", c)
+                 for c in candles.to_dict("records")]
+    arrivals.sort(key=lambda a: (a[0], a[1] != "bar"))
     tracker = MarketSentimentTracker("BTCUSDT", "60", config)
     rows = []
-    for candle in candles.to_dict("records"):
-        close_time = candle["open_time"] + pd.Timedelta(hours=1)
-        inside = (liq_frame["ts"] >= candle["open_time"]) & (liq_frame["ts"] < close_time)
-        for liq in liq_frame[inside].to_dict("records"):
-            tracker.on_liquidation(liq)
-        for ts, book in books:
-            if candle["open_time"] <= ts < close_time:
-                tracker.on_orderbook_update(book)
-        rows.append(tracker.on_candle_close(candle).as_row())
+    for i, (_, kind, item) in enumerate(arrivals):
+        if kind == "liq":
+            tracker.on_liquidation(item)
+        elif kind == "book":
+            tracker.on_orderbook_update(item[1], ts=item[0])
+        else:
+            rows.append(tracker.on_candle_close(item).as_row())
+        if i % 97 == 0:  # stream events still pending go through the checkpoint too
+            tracker = MarketSentimentTracker.restore(
+                json.loads(json.dumps(tracker.checkpoint(), allow_nan=False)), config)
     live = history_frame({c: [r[c] for r in rows] for c in HISTORY_COLUMNS})
-    # Batch cannot know the stream ran after its last event: compare up to that bar.
-    last = int(np.searchsorted(candles["open_time"], liq_frame["ts"].max(), side="right"))
-    assert_same_rows(expected.iloc[:last], live.iloc[:last])
-    assert expected["liquidation_intensity"].notna().sum() > 300
-    assert expected["order_book_imbalance"].notna().sum() > 100
-    assert expected["exchange_sentiment"].iloc[104:last].notna().all()
+    assert_same_rows(expected, live)
+    assert expected["liquidation_intensity"].iloc[150:170].isna().all()
+    assert expected["order_book_imbalance"].iloc[150:170].isna().all()
+    assert expected["liquidation_intensity"].notna().sum() == 380
+    exchange = expected["exchange_sentiment"].notna().to_numpy()
+    assert exchange[104:150].all() and exchange[170:].all()
+    assert not exchange[150:170].any()  # the stream was down: no tier, never a silent 0
+
+
+def test_stream_rows_do_not_depend_on_later_events(bundle, config):
+    rng = np.random.default_rng(4)
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:300]
+    liq_frame, _, obi_frame = _stream_events(candles, rng)
+    cut = candles["open_time"].iloc[200]
+    early = compute_history(candles, config=config, liquidations=liq_frame[liq_frame.ts < cut],
+                            orderbook_imbalance=obi_frame[obi_frame.ts < cut])
+    full = compute_history(candles, config=config, liquidations=liq_frame,
+                           orderbook_imbalance=obi_frame)
+    assert_same_rows(early.iloc[:200], full.iloc[:200], tol=0.0)
+
+
+def test_late_stream_event_is_dropped_live_and_event_after_close_waits(bundle, config):
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:3].to_dict("records")
+    tracker = MarketSentimentTracker("BTCUSDT", "60", config)
+    first_close = candles[0]["open_time"] + pd.Timedelta(hours=1)
+    # Stamped after the first bar's close but delivered before it: belongs to bar 2.
+    tracker.on_liquidation({"T": first_close + pd.Timedelta(seconds=2), "s": "BTCUSDT",
+                            "S": "Buy", "v": 1.0, "p": 100.0})
+    assert tracker.on_candle_close(candles[0]).liquidation_intensity is None
+    # Stamped inside bar 1, arriving now: too late for live (a backfill counts it).
+    tracker.on_liquidation({"ts": first_close - pd.Timedelta(seconds=2), "side": "Sell",
+                            "size": 1.0, "price": 100.0})
+    second = tracker.on_candle_close(candles[1])
+    assert second.liquidation_intensity == 1.0
+    with pytest.raises(InputError, match="ETHUSDT"):
+        tracker.on_liquidation({"T": first_close, "s": "ETHUSDT", "S": "Buy", "v": 1,
+                                "p": 1})
+    with pytest.raises(InputError, match="field ts"):
+        tracker.on_orderbook_update({"b": [[1, 1]], "a": [[2, 1]]})
 
 
 def test_restore_over_full_history_is_exact(bundle, config):
@@ -315,3 +369,80 @@ def compute_history_obv(candles):
 
     return float(talib.OBV(candles["close"].to_numpy(float), candles["volume"].to_numpy(
         float))[-1])
+
+
+def test_epoch_millisecond_times_read_the_same_in_batch_and_live(bundle, config):
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:150]
+    ms = candles.assign(open_time=candles["open_time"].astype("datetime64[ms]")
+                        .astype("int64"))
+    funding = _symbol(bundle["funding"], "BTCUSDT")
+    funding_ms = funding.assign(funding_time=funding["funding_time"].astype("datetime64[ms]")
+                                .astype("int64").astype(float))
+    expected = compute_history(candles, funding, config=config)
+    got = compute_history(ms, funding_ms, config=config)
+    assert_same_rows(expected, got, tol=0.0)
+    assert got["funding_rate"].notna().all()
+    tracker = MarketSentimentTracker("BTCUSDT", "60", config)
+    for r in funding_ms.itertuples():
+        tracker.on_funding(r.funding_time, r.funding_rate)
+    rows = [tracker.on_candle_close(c).as_row() for c in ms.to_dict("records")]
+    assert_same_rows(expected, history_frame({c: [r[c] for r in rows]
+                                              for c in HISTORY_COLUMNS}), tol=0.0)
+
+
+def test_empty_candles_give_empty_frames(config):
+    empty = pd.DataFrame(columns=["symbol", "interval", "open_time", "open", "high", "low",
+                                  "close", "volume"])
+    history, transitions = compute_history_and_transitions(empty, config=config)
+    assert list(history.columns) == list(HISTORY_COLUMNS) and history.empty
+    assert transitions.empty
+    assert compute_history(empty.drop(columns=["symbol", "interval"]), config=config,
+                           symbol="BTCUSDT", interval="60").empty
+
+
+def test_open_interest_of_the_configured_period_and_symbol_only(bundle, config):
+    candles = _symbol(bundle["candles"], "ETHUSDT").iloc[:200]
+    eth = _symbol(bundle["open_interest"], "ETHUSDT")
+    five_min = eth.assign(interval="5min", open_interest=eth["open_interest"] * 2)
+    btc = _symbol(bundle["open_interest"], "BTCUSDT").assign(interval="1h")
+    # ETH only has 5-minute records; the configured period is 1h: no OI for ETH at all,
+    # whatever other symbols or later rows hold.
+    rows = compute_history(candles, open_interest=pd.concat([five_min, btc]), config=config)
+    assert rows["open_interest"].isna().all()
+    mixed = pd.concat([five_min, eth.assign(interval="1h"), btc])
+    rows = compute_history(candles, open_interest=mixed, config=config)
+    expected = compute_history(candles, open_interest=eth, config=config)
+    assert_same_rows(expected, rows, tol=0.0)
+    tracker = MarketSentimentTracker("ETHUSDT", "60", config)
+    assert tracker.on_open_interest(eth["ts"].iloc[0], 1.0, interval="5min") is False
+    assert tracker.on_open_interest(eth["ts"].iloc[0], 1.0, interval="1h") is True
+
+
+def test_non_finite_slower_inputs_are_refused_by_name(bundle, config):
+    candles = _symbol(bundle["candles"], "BTCUSDT").iloc[:50]
+    funding = _symbol(bundle["funding"], "BTCUSDT").copy()
+    funding.loc[funding.index[3], "funding_rate"] = np.inf
+    with pytest.raises(InputError, match="funding BTCUSDT field funding_rate"):
+        compute_history(candles, funding, config=config)
+    funding.loc[funding.index[3], "funding_rate"] = np.nan  # missing: simply not used
+    assert compute_history(candles, funding, config=config)["funding_rate"].notna().any()
+    tracker = MarketSentimentTracker("BTCUSDT", "60", config)
+    with pytest.raises(InputError, match="fear_greed BTCUSDT field value"):
+        tracker.on_fear_greed(candles["open_time"].iloc[0], float("inf"))
+    with pytest.raises(InputError, match="field symbol"):
+        tracker.on_candle_close({**candles.iloc[0].to_dict(), "symbol": "ETHUSDT"})
+    assert tracker.get_snapshot() is None
+
+
+def test_restore_refuses_a_config_with_other_windows(bundle, config):
+    tracker = MarketSentimentTracker("BTCUSDT", "60", config)
+    for candle in _symbol(bundle["candles"], "BTCUSDT").iloc[:20].to_dict("records"):
+        tracker.on_candle_close(candle)
+    state = tracker.checkpoint()
+    for other in (
+        dataclasses.replace(config, regime=dataclasses.replace(config.regime, atr_lookback=30)),
+        dataclasses.replace(config, exchange_data=dataclasses.replace(
+            config.exchange_data, open_interest_interval="4h")),
+    ):
+        with pytest.raises(InputError, match="different configuration"):
+            MarketSentimentTracker.restore(state, other)

@@ -66,7 +66,13 @@ _ALIAS = {"oi_1h": "open_interest_change_1h_pct", "liq": "liquidation_intensity"
 
 
 def row(value: float = math.nan, **slots: float) -> np.ndarray:
-    """An input row filled with ``value``; keywords name input slots (sentiment.layout)."""
+    """An input row filled with ``value``; keywords name input slots (sentiment.layout).
+
+    Prices move (ATR 1 at a close of 100) unless the caller says otherwise: without
+    movement the oscillators read neutral.
+    """
+    slots.setdefault("atr", 1.0)
+    slots.setdefault("close", 100.0)
     x = np.full(N_INPUTS, value)
     for name, v in slots.items():
         x[X[_ALIAS.get(name, name)]] = v
@@ -592,3 +598,16 @@ def test_history_with_exchange_inputs_keeps_the_cooldown(btc_candles):
     assert (np.diff(idx) >= CONFIG.regime.cooldown_bars).all()
     conf = hist["regime_confidence"].dropna().to_numpy(dtype=np.float64)
     assert ((conf >= 0) & (conf <= 1)).all()
+
+
+def test_without_movement_the_oscillators_read_neutral(p):
+    """Wilder-smoothed ADX and DI freeze when prices stop; a dead market is not trending."""
+    frozen = dict(adx=p[P_ADX_TREND] + 10.0, rsi=80.0, macd_hist=5.0, supertrend_dir=1.0,
+                  atr_rank=0.5, squeeze=0.0, squeeze_fired=0.0, close=100.0)
+    still = row(atr=1e-12, **frozen)
+    moving_row = row(atr=1.0, **frozen)
+    s = state(prev_atr=0.0)
+    assert rg.classify(moving_row, p, s, 1.0) == rg.TRENDING_UP
+    assert rg.classify(still, p, s, 1.0) == rg.RANGING
+    assert rg.evidence(rg.TRENDING_UP, still, p, s, 1.0, 0.0, 0.0) == 0.25  # direction only
+    assert rg.evidence(rg.TRENDING_UP, moving_row, p, s, 1.0, 0.0, 0.0) == 1.0
