@@ -1124,9 +1124,6 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         fault = state.take_fault(path, query)
         kind = fault.kind if fault else None
-        if kind == "slow":
-            # Interruptible, so stop() does not wait for a long injected delay.
-            state.stopping.wait(2.0 if fault.delay_s is None else fault.delay_s)
         now = state.now_ms()
         replaces = kind in {"rate_limit", "http_429", "http_500", "http_502", "http_403",
                             "retcode"}
@@ -1136,8 +1133,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind != "slow":
             kind = None  # consumed by a request with no body to spoil (a 404)
         assert reply is not None
-        # Logged before sending: once a client has its answer, the log already shows it.
+        # Logged on arrival, before any delay: once a client has its answer (or gave up on a
+        # slow one), the log already shows the request.
         state.record(path, query, reply.status, kind)
+        if kind == "slow":
+            # The answer as of arrival, delivered late. Interruptible, so stop() does not
+            # wait for a long injected delay.
+            state.stopping.wait(2.0 if fault.delay_s is None else fault.delay_s)
         self._send(reply)
 
     def do_POST(self) -> None:
