@@ -197,3 +197,28 @@ def build_market_data_checks(config: Config) -> list[AssetChecksDefinition]:
         fear_greed_values_in_range,
         fear_greed_freshness,
     ]
+
+
+def build_sentiment_checks() -> list[AssetChecksDefinition]:
+    """The checks of ``sentiment_history``."""
+
+    @asset_check(asset="sentiment_history",
+                 description="Scores in [-1, 1]; confidences and volatility in [0, 1].")
+    def sentiment_history_values_in_range(store: StoreResource) -> AssetCheckResult:
+        return _rows_result(_offenders(store, "sentiment_history_out_of_range"),
+                            "row(s) out of range")
+
+    @asset_check(asset="sentiment_history",
+                 description="Every stored candle in the computed span has its row.")
+    def sentiment_history_no_gaps(store: StoreResource) -> AssetCheckResult:
+        return _rows_result(_offenders(store, "sentiment_history_gaps"),
+                            "candle(s) without a sentiment row")
+
+    @asset_check(asset="sentiment_history",
+                 description="Regimes are one of the seven names, set exactly when scores are.")
+    def sentiment_history_regimes_valid(store: StoreResource) -> AssetCheckResult:
+        return _rows_result(_offenders(store, "sentiment_history_bad_regimes"),
+                            "row(s) with a bad regime")
+
+    return [sentiment_history_values_in_range, sentiment_history_no_gaps,
+            sentiment_history_regimes_valid]

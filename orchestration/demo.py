@@ -26,7 +26,8 @@ from sentiment.sources.replay import (
     SYNTHETIC_SERIES,
     ReplayExchange,
 )
-from sentiment.store import Store
+from sentiment.status import format_status
+from sentiment.store import Store, named_queries
 
 #: Tables filled by the ingestion assets, and what the demo says about their origin.
 INGESTED = {
@@ -35,6 +36,8 @@ INGESTED = {
     "open_interest": "SYNTHETIC (from candles)",
     "long_short_ratio": "SYNTHETIC (from candles)",
     "fear_greed": "recorded alternative.me",
+    "sentiment_history": "computed (sentiment engine)",
+    "regime_transitions": "computed (sentiment engine)",
 }
 
 
@@ -74,6 +77,15 @@ def print_table_summary(store: Store, tables: dict[str, str]) -> None:
         )
 
 
+def print_status(store: Store, symbols: list[str], interval: str) -> None:
+    query = named_queries("queries.sql")["latest_snapshot"]
+    for symbol in symbols:
+        frame = store.query(query, [symbol, interval])
+        if not frame.empty:
+            print()
+            print(format_status(frame.iloc[0].to_dict()))
+
+
 def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
     config = load_config()
     symbols = [s for s in config.symbols if s in BUNDLED_SYMBOLS]
@@ -94,6 +106,8 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
             ("market_data_job",
              _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}")),
             ("fear_greed_job", _range_tags(f"{start:%Y-%m-%d}", f"{last_day:%Y-%m-%d}")),
+            ("sentiment_job",
+             _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}")),
         ]
         failed = []
         for job_name, tags in runs:
@@ -113,6 +127,8 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
                 failed.append(job_name)
         print()
         print_table_summary(Store(settings.db_path), INGESTED)
+        if "sentiment_job" not in failed:
+            print_status(Store(settings.db_path), symbols, config.intervals[0])
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

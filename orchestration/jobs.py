@@ -21,3 +21,10 @@ fear_greed_job = define_asset_job(
     selection=AssetSelection.assets("fear_greed"),
     description="Ingest the daily Fear & Greed Index.",
 )
+
+sentiment_job = define_asset_job(
+    "sentiment_job",
+    selection=AssetSelection.assets("sentiment_history"),
+    description="Compute sentiment_history (and regime_transitions) for a date|symbol "
+    "partition or a backfill range, from the stored market data.",
+)

@@ -29,6 +29,34 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from sentiment.config import load_config
+    from sentiment.settings import get_settings
+    from sentiment.status import format_status, row_json
+    from sentiment.store import Store, named_queries
+
+    config = load_config()
+    symbols = [args.symbol] if args.symbol else list(config.symbols)
+    interval = args.interval or config.intervals[0]
+    store = Store(args.db or get_settings().db_path)
+    query = named_queries("queries.sql")["latest_snapshot"]
+    blocks = []
+    for symbol in symbols:
+        try:
+            frame = store.query(query, [symbol, interval])
+        except FileNotFoundError:
+            print(f"no database at {store.path}: run `make demo` first", file=sys.stderr)
+            return 1
+        if frame.empty:
+            print(f"no sentiment rows for {symbol} at interval {interval} in {store.path}: "
+                  "run `make demo` or materialize sentiment_history", file=sys.stderr)
+            return 1
+        row = frame.iloc[0].to_dict()
+        blocks.append(row_json(row) if args.json else format_status(row))
+    print(("\n" if args.json else "\n\n").join(blocks))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sentiment", description="Market Sentiment Tracker")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     tables = sub.add_parser("tables", help="rows and time range of every table")
     tables.add_argument("--db", default=None, help="DuckDB file (default $SENTIMENT_DB)")
     tables.set_defaults(func=_tables)
+
+    status = sub.add_parser("status", help="the latest snapshot of each symbol")
+    status.add_argument("--symbol", default=None, help="default: every configured symbol")
+    status.add_argument("--interval", default=None,
+                        help="kline code (default: the first configured interval)")
+    status.add_argument("--json", action="store_true",
+                        help="one JSON object per symbol, keyed by sentiment_history columns")
+    status.add_argument("--db", default=None, help="DuckDB file (default $SENTIMENT_DB)")
+    status.set_defaults(func=_status)
     return parser
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMA_FILE = SQL_DIR / "schema.sql"
+VIEWS_FILE = SQL_DIR / "views.sql"
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ class Store:
         if key in Store._schema_applied:
             return
         conn.execute(SCHEMA_FILE.read_text(encoding="utf-8"))
+        conn.execute(VIEWS_FILE.read_text(encoding="utf-8"))
         Store._schema_applied.add(key)
 
     def init(self) -> None:
@@ -302,48 +304,66 @@ class Store:
 
     def replace_slices(self, table: str, slices: Sequence[Slice]) -> int:
         """Replace several slices (e.g. every partition of a backfill run) in one transaction."""
-        spec = _spec(table)
-        if spec.time_column is None:
-            raise StoreError(f"{table} has no time column to replace a range on")
+        return self.write(replace={table: slices})
+
+    def write(
+        self,
+        *,
+        replace: Mapping[str, Sequence[Slice]] | None = None,
+        upsert: Mapping[str, pd.DataFrame] | None = None,
+    ) -> int:
+        """Replace slices of some tables and upsert rows into others, all in one transaction.
+
+        Either everything is committed or nothing is (a failure rolls back). Returns the
+        number of rows written.
+        """
         statements = []
-        for piece in slices:
-            frame = self._frame(spec, piece.frame, check_duplicates=False)
-            start_dt, end_dt = _to_naive_utc(piece.start), _to_naive_utc(piece.end)
-            conditions = [f'"{spec.time_column}" >= ?', f'"{spec.time_column}" < ?']
-            params: list[Any] = [start_dt, end_dt]
-            for column, value in piece.where.items():
-                if column not in spec.all_columns:
-                    raise StoreError(f"{table}: unknown column {column!r} in where")
-                values = list(value) if isinstance(value, list | tuple | set) else [value]
-                conditions.append(f'"{column}" IN ({", ".join("?" for _ in values)})')
-                params.extend(values)
-                if not frame.empty and not frame[column].isin(values).all():
-                    raise StoreError(f"{table}: frame has rows outside {column} in {values}")
-            if not frame.empty:
-                times = pd.to_datetime(frame[spec.time_column])
-                if (times < pd.Timestamp(start_dt)).any() or (
-                    times >= pd.Timestamp(end_dt)
-                ).any():
-                    raise StoreError(
-                        f"{table}: frame has rows outside [{start_dt}, {end_dt}) "
-                        f"({times.min()} .. {times.max()})"
-                    )
-            statements.append((" AND ".join(conditions), params, frame))
+        for table, slices in (replace or {}).items():
+            spec = _spec(table)
+            if spec.time_column is None:
+                raise StoreError(f"{table} has no time column to replace a range on")
+            for piece in slices:
+                statements.append((spec, *self._slice_statement(table, spec, piece)))
+        upserts = [(_spec(t), self._frame(_spec(t), f)) for t, f in (upsert or {}).items()]
         written = 0
         with self.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
-                for condition, params, frame in statements:
-                    conn.execute(f'DELETE FROM "{table}" WHERE {condition}', params)
+                for spec, condition, params, frame in statements:
+                    conn.execute(f'DELETE FROM "{spec.name}" WHERE {condition}', params)
                     written += self._insert(conn, spec, frame, replace=False)
+                for spec, frame in upserts:
+                    written += self._insert(conn, spec, frame, replace=True)
                 conn.execute("COMMIT")
             except duckdb.ConstraintException as exc:
                 conn.execute("ROLLBACK")
-                raise StoreError(f"{table}: {exc}") from exc
+                raise StoreError(f"{exc}") from exc
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         return written
+
+    def _slice_statement(self, table: str, spec: TableSpec, piece: Slice):
+        frame = self._frame(spec, piece.frame, check_duplicates=False)
+        start_dt, end_dt = _to_naive_utc(piece.start), _to_naive_utc(piece.end)
+        conditions = [f'"{spec.time_column}" >= ?', f'"{spec.time_column}" < ?']
+        params: list[Any] = [start_dt, end_dt]
+        for column, value in piece.where.items():
+            if column not in spec.all_columns:
+                raise StoreError(f"{table}: unknown column {column!r} in where")
+            values = list(value) if isinstance(value, list | tuple | set) else [value]
+            conditions.append(f'"{column}" IN ({", ".join("?" for _ in values)})')
+            params.extend(values)
+            if not frame.empty and not frame[column].isin(values).all():
+                raise StoreError(f"{table}: frame has rows outside {column} in {values}")
+        if not frame.empty:
+            times = pd.to_datetime(frame[spec.time_column])
+            if (times < pd.Timestamp(start_dt)).any() or (times >= pd.Timestamp(end_dt)).any():
+                raise StoreError(
+                    f"{table}: frame has rows outside [{start_dt}, {end_dt}) "
+                    f"({times.min()} .. {times.max()})"
+                )
+        return " AND ".join(conditions), params, frame
 
     # ------------------------------------------------------------------ reads
 

@@ -72,3 +72,44 @@ SELECT symbol, max(funding_time) AS latest FROM funding_rates GROUP BY ALL ORDER
 
 -- name: fear_greed_latest
 SELECT max(ts) AS latest FROM fear_greed;
+
+-- name: sentiment_history_out_of_range
+-- Scores outside [-1, 1], confidences or the volatility score outside [0, 1].
+SELECT symbol, interval, timestamp, sentiment_score, confidence, regime_confidence
+FROM sentiment_history
+WHERE NOT (sentiment_score BETWEEN -1 AND 1) OR NOT (confidence BETWEEN 0 AND 1)
+   OR NOT (regime_confidence BETWEEN 0 AND 1) OR NOT (volatility_score BETWEEN 0 AND 1)
+   OR NOT (trend_score BETWEEN -1 AND 1) OR NOT (momentum_score BETWEEN -1 AND 1)
+   OR NOT (volume_flow_score BETWEEN -1 AND 1) OR NOT (exchange_sentiment BETWEEN -1 AND 1)
+   OR NOT (macro_sentiment BETWEEN -1 AND 1)
+   OR isnan(sentiment_score) OR isnan(confidence)
+LIMIT 100;
+
+-- name: sentiment_history_gaps
+-- Stored candles without their sentiment row, once the symbol and interval have any rows
+-- (a row's timestamp is its bar's close).
+SELECT c.symbol, c.interval, c.open_time
+FROM candles c
+JOIN (SELECT symbol, interval, min(timestamp) AS first, max(timestamp) AS last
+      FROM sentiment_history GROUP BY ALL) s USING (symbol, interval)
+LEFT JOIN sentiment_history h
+  ON h.symbol = c.symbol AND h.interval = c.interval
+ AND h.timestamp = c.open_time + CASE c.interval
+        WHEN 'D' THEN INTERVAL 1 DAY WHEN 'W' THEN INTERVAL 7 DAY
+        ELSE to_minutes(CAST(c.interval AS BIGINT)) END
+WHERE h.timestamp IS NULL
+  AND c.open_time + CASE c.interval
+        WHEN 'D' THEN INTERVAL 1 DAY WHEN 'W' THEN INTERVAL 7 DAY
+        ELSE to_minutes(CAST(c.interval AS BIGINT)) END BETWEEN s.first AND s.last
+ORDER BY 1, 2, 3
+LIMIT 100;
+
+-- name: sentiment_history_bad_regimes
+-- A regime name outside the seven, or a score without a regime (or the reverse).
+SELECT symbol, interval, timestamp, regime
+FROM sentiment_history
+WHERE (regime IS NOT NULL AND regime NOT IN ('trending_up', 'trending_down', 'ranging',
+       'high_volatility', 'squeeze', 'breakout', 'capitulation'))
+   OR ((regime IS NULL) <> (sentiment_score IS NULL))
+   OR (regime IS NOT NULL AND (regime_duration_bars IS NULL OR regime_duration_bars < 1))
+LIMIT 100;

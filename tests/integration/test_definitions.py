@@ -13,16 +13,18 @@ def test_definitions_names():
     repo = defs.get_repository_def()
     assets = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     assert assets == {"candles", "funding_rates", "open_interest", "long_short_ratio",
-                      "fear_greed"}
+                      "fear_greed", "sentiment_history"}
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
     assert checks == {
         "candles_no_gaps", "candles_unique_keys", "candles_values_in_range",
         "candles_freshness", "funding_rates_values_in_range", "funding_rates_freshness",
         "open_interest_values_in_range", "long_short_ratio_values_in_range",
         "fear_greed_values_in_range", "fear_greed_freshness",
+        "sentiment_history_values_in_range", "sentiment_history_no_gaps",
+        "sentiment_history_regimes_valid",
     }
     jobs = {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")}
-    assert jobs == {"market_data_job", "fear_greed_job"}
+    assert jobs == {"market_data_job", "fear_greed_job", "sentiment_job"}
     assert {s.name for s in repo.schedule_defs} == {
         "market_data_daily_schedule", "fear_greed_daily_schedule"
     }
@@ -46,7 +48,8 @@ def test_market_data_partitions_read_date_then_symbol():
 def test_every_writer_is_in_the_single_writer_pool():
     from orchestration.definitions import defs
 
-    for name in ("candles", "funding_rates", "open_interest", "long_short_ratio", "fear_greed"):
+    for name in ("candles", "funding_rates", "open_interest", "long_short_ratio", "fear_greed",
+                 "sentiment_history"):
         assets_def = defs.get_assets_def(name)
         assert assets_def.node_def.pool == "duckdb_writer"
 

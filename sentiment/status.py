@@ -1,0 +1,99 @@
+"""The status block (DESIGN section 3) from one ``sentiment_history`` row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from sentiment.models import sentiment_label
+
+BAR_WIDTH = 14
+#: alternative.me's bands for the index's classification.
+_FNG_CLASSES = ((25, "Extreme Fear"), (47, "Fear"), (55, "Neutral"), (76, "Greed"),
+                (101, "Extreme Greed"))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (
+        type(value).__name__ in ("NAType", "NaTType"))
+
+
+def fear_greed_class(value: float) -> str:
+    for bound, name in _FNG_CLASSES:
+        if value < bound:
+            return name
+    return "Extreme Greed"
+
+
+def score_bar(score: float) -> str:
+    """``[=========>    ]`` for +0.62; ``[    <=========]`` for -0.62."""
+    n = min(BAR_WIDTH - 1, round(abs(score) * BAR_WIDTH))
+    if score >= 0:
+        return "[" + ("=" * n + ">").ljust(BAR_WIDTH) + "]"
+    return "[" + ("<" + "=" * n).rjust(BAR_WIDTH) + "]"
+
+
+def _signed(value: Any, fmt: str = "+.2f") -> str:
+    return "n/a" if _missing(value) else format(float(value), fmt)
+
+
+def format_status(row: Mapping[str, Any]) -> str:
+    """The human block for one row (missing inputs read "n/a")."""
+    lines = [f"Symbol: {row['symbol']}"]
+    if _missing(row.get("regime")):
+        lines.append("Regime: n/a (warming up)")
+    else:
+        lines.append(f"Regime: {str(row['regime']).upper()} ({int(row['regime_duration_bars'])}"
+                     f" bars, confidence: {float(row['regime_confidence']):.2f})")
+    score = row.get("sentiment_score")
+    if _missing(score):
+        lines.append("Sentiment: n/a")
+    else:
+        score = float(score)
+        lines.append(f"Sentiment: {score:+.2f} {score_bar(score)} {sentiment_label(score)}  "
+                     f"(confidence {float(row['confidence']):.2f})")
+    vol = row.get("volatility_score")
+    lines.append(
+        f"  Trend: {_signed(row.get('trend_score'))}  Momentum: "
+        f"{_signed(row.get('momentum_score'))}  Vol: {_signed(vol, '.2f')}  Flow: "
+        f"{_signed(row.get('volume_flow_score'))}"
+    )
+    funding = row.get("funding_rate")
+    funding_text = "n/a" if _missing(funding) else f"{float(funding) * 100:+.3f}%"
+    oi = row.get("open_interest_delta_pct")
+    oi_text = "n/a" if _missing(oi) else f"{float(oi):+.1f}%/4h"
+    ls = row.get("long_short_ratio")
+    ls_text = "n/a" if _missing(ls) else f"{float(ls):.2f}"
+    fng = row.get("fear_greed_index")
+    fng_text = "n/a" if _missing(fng) else f"{int(fng)} ({fear_greed_class(float(fng))})"
+    lines.append(f"  Funding: {funding_text}  OI: {oi_text}  L/S: {ls_text}  FnG: {fng_text}")
+    lines.append(
+        f"  Exchange: {_signed(row.get('exchange_sentiment'))}  Macro: "
+        f"{_signed(row.get('macro_sentiment'))}  Bar: {row['interval']} closed "
+        f"{_time(row['timestamp'])} UTC"
+    )
+    return "\n".join(lines)
+
+
+def _time(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)[:16]
+
+
+def row_json(row: Mapping[str, Any]) -> str:
+    """The row as one JSON object keyed by the ``sentiment_history`` column names."""
+    out = {}
+    for key, value in row.items():
+        if _missing(value):
+            out[key] = None
+        elif isinstance(value, dt.datetime):
+            out[key] = value.isoformat()
+        elif hasattr(value, "item"):
+            out[key] = value.item()
+        else:
+            out[key] = value
+    return json.dumps(out, allow_nan=False)
