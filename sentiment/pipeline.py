@@ -37,9 +37,10 @@ def load_candles(store: Store, symbol: str, interval: str, end=None) -> pd.DataF
     return store.read("candles", end=end, where={"symbol": symbol, "interval": interval})
 
 
-def load_inputs(store: Store, config: Config, symbol: str, end=None) -> dict[str, pd.DataFrame]:
-    """The slower inputs of one symbol stamped before ``end``; None where a table is empty
-    or the input is switched off in the configuration."""
+def load_inputs(store: Store, config: Config, symbol: str, end=None, start=None
+                ) -> dict[str, pd.DataFrame]:
+    """The slower inputs of one symbol stamped in ``[start, end)``; None where a table is
+    empty or the input is switched off in the configuration."""
     ex = config.exchange_data
     enabled = {
         "funding": ex.funding_rate,
@@ -55,7 +56,7 @@ def load_inputs(store: Store, config: Config, symbol: str, end=None) -> dict[str
             out[arg] = None
             continue
         where = {} if table == "fear_greed" else {"symbol": symbol}
-        frame = store.read(table, end=end, where=where)
+        frame = store.read(table, start=start, end=end, where=where)
         out[arg] = frame if len(frame) else None
     return out
 

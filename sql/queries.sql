@@ -6,3 +6,16 @@ FROM sentiment_history
 WHERE symbol = ? AND interval = ?
 ORDER BY timestamp DESC
 LIMIT 1;
+
+-- name: newest_rows
+-- The newest stored time per table and key (what the live update fetches after).
+SELECT 'candles' AS tbl, symbol, interval AS code, max(open_time) AS newest
+FROM candles GROUP BY ALL
+UNION ALL
+SELECT 'funding_rates', symbol, NULL, max(funding_time) FROM funding_rates GROUP BY ALL
+UNION ALL
+SELECT 'open_interest', symbol, interval, max(ts) FROM open_interest GROUP BY ALL
+UNION ALL
+SELECT 'long_short_ratio', symbol, period, max(ts) FROM long_short_ratio GROUP BY ALL
+UNION ALL
+SELECT 'fear_greed', NULL, NULL, max(ts) FROM fear_greed HAVING count(*) > 0;

@@ -1,0 +1,274 @@
+"""The live update: ingest what is new, extend ``sentiment_history`` from the checkpoint.
+
+One call brings every configured symbol and interval up to the exchange's clock:
+
+1. fetch the bars closed since the last stored one and the slower data published since
+   (funding, open interest, long/short, the newest Fear & Greed day) and store them;
+2. restore each tracker from its ``tracker_state`` checkpoint, reopening its TA-Lib handles
+   over the stored history (bit-identical to a run that never stopped), or build it from
+   the first stored bar when there is none;
+3. feed the new bars; write their snapshots, the regime transitions and the new checkpoint
+   in one transaction.
+
+Publication lags (DESIGN 8.3): a bar's row is *final* once every slower source has
+published what that bar may use. The checkpoint is kept at the last final bar; rows after
+it are written too (so the newest state is visible at once) and recomputed by the next run
+when the late data has arrived. That is what makes a live history equal a backfill.
+
+=================  ===================================================================
+source             a bar closing at ``t`` is final for it when ...
+=================  ===================================================================
+open interest      the record stamped ``t - period`` (the last one usable at t) is stored
+long/short ratio   likewise
+funding            the newest settlement stored is less than 8 h before ``t``
+Fear & Greed       the day of ``t`` is stored
+=================  ===================================================================
+
+A source with no stored data at all is not waited for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from sentiment.config import PERIOD_MINUTES, Config
+from sentiment.history import history_frame
+from sentiment.models import HISTORY_COLUMNS
+from sentiment.pipeline import interval_delta, load_candles, load_inputs
+from sentiment.sources.bybit import BybitClient
+from sentiment.sources.fear_greed import FearGreedClient
+from sentiment.store import Slice, Store, named_queries
+from sentiment.tracker import MarketSentimentTracker
+
+FUNDING_INTERVAL = dt.timedelta(hours=8)  # Bybit's settlement interval for BTC/ETH perpetuals
+FAR_FUTURE = dt.datetime(2200, 1, 1)
+_MS = dt.timedelta(milliseconds=1)
+
+
+@dataclass
+class LiveResult:
+    """What one live update did, per (symbol, interval)."""
+
+    bars: dict[tuple[str, str], int] = field(default_factory=dict)
+    final_until: dict[tuple[str, str], dt.datetime | None] = field(default_factory=dict)
+    ingested: dict[str, int] = field(default_factory=dict)
+    touched_dates: set[tuple[str, str]] = field(default_factory=set)  # (date, symbol)
+
+
+def _naive(ts) -> dt.datetime:
+    ts = pd.Timestamp(ts)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()
+
+
+Newest = dict[tuple[str, str | None, str | None], dt.datetime]
+
+
+def newest_rows(store: Store) -> Newest:
+    """(table, symbol, interval or period) -> the newest stored time, in one query."""
+    frame = store.query(named_queries("queries.sql")["newest_rows"], read_only=False)
+    out: Newest = {}
+    for row in frame.itertuples(index=False):
+        if not pd.isna(row.newest):
+            symbol = None if pd.isna(row.symbol) else row.symbol
+            code = None if pd.isna(row.code) else row.code
+            out[(row.tbl, symbol, code)] = _naive(row.newest)
+    return out
+
+
+# --------------------------------------------------------------------------- ingestion
+
+
+def ingest_new(store: Store, config: Config, bybit: BybitClient,
+               fear_greed: FearGreedClient | None, now: dt.datetime) -> dict[str, int]:
+    """Fetch and store everything published since the newest stored row, up to ``now``."""
+    start_default = dt.datetime.combine(config.start_date, dt.time())
+    ex = config.exchange_data
+    newest = newest_rows(store)
+    upserts: dict[str, list[pd.DataFrame]] = {}
+    for symbol in config.symbols:
+        for interval in config.intervals:
+            last = newest.get(("candles", symbol, interval))
+            start = last + interval_delta(interval) if last else start_default
+            upserts.setdefault("candles", []).append(bybit.klines(symbol, interval, start, now))
+        if ex.funding_rate:
+            last = newest.get(("funding_rates", symbol, None))
+            start = last + _MS if last else start_default
+            upserts.setdefault("funding_rates", []).append(
+                bybit.funding_history(symbol, start, now))
+        if ex.open_interest:
+            code = ex.open_interest_interval
+            last = newest.get(("open_interest", symbol, code))
+            start = last + _MS if last else start_default
+            upserts.setdefault("open_interest", []).append(
+                bybit.open_interest(symbol, code, start, now))
+        if ex.long_short_ratio:
+            code = ex.long_short_period
+            last = newest.get(("long_short_ratio", symbol, code))
+            start = last + _MS if last else start_default
+            upserts.setdefault("long_short_ratio", []).append(
+                bybit.long_short_ratio(symbol, code, start, now))
+    if fear_greed is not None and config.external_data.fear_greed:
+        # API limit: no date range; the newest day is one row, the history ~3000.
+        if ("fear_greed", None, None) in newest:
+            days = fear_greed.latest()
+        else:
+            days = fear_greed.history(start_default, now)
+        upserts["fear_greed"] = [days[days["ts"] <= pd.Timestamp(now)]]
+    frames = {t: pd.concat([f for f in fs if len(f)], ignore_index=True)
+              for t, fs in upserts.items() if any(len(f) for f in fs)}
+    if frames:
+        store.write(upsert=frames)
+    return {t: len(f) for t, f in frames.items()}
+
+
+# --------------------------------------------------------------------------- due rules
+
+
+def _final_until(newest: Newest, config: Config, symbol: str) -> dt.datetime:
+    """The latest bar close whose slower sources have all published (FAR_FUTURE if none
+    is awaited)."""
+    ex = config.exchange_data
+    limits = [FAR_FUTURE]
+    if ex.open_interest:
+        code = ex.open_interest_interval
+        last = newest.get(("open_interest", symbol, code))
+        if last is not None:
+            limits.append(last + dt.timedelta(minutes=PERIOD_MINUTES[code]))
+    if ex.long_short_ratio:
+        code = ex.long_short_period
+        last = newest.get(("long_short_ratio", symbol, code))
+        if last is not None:
+            limits.append(last + dt.timedelta(minutes=PERIOD_MINUTES[code]))
+    if ex.funding_rate:
+        last = newest.get(("funding_rates", symbol, None))
+        if last is not None:
+            limits.append(last + FUNDING_INTERVAL - _MS)
+    if config.external_data.fear_greed:
+        last = newest.get(("fear_greed", None, None))
+        if last is not None:
+            limits.append(last + dt.timedelta(days=1) - _MS)
+    return min(limits)
+
+
+# --------------------------------------------------------------------------- trackers
+
+
+def _feed_inputs(tracker: MarketSentimentTracker, inputs: dict, since: dt.datetime | None):
+    """Give the tracker every stored slower row (re-feeding a row is harmless)."""
+    def recent(frame, column):
+        if frame is None:
+            return []
+        if since is not None:
+            frame = frame[pd.to_datetime(frame[column]) >= pd.Timestamp(since)]
+        return frame.itertuples(index=False)
+
+    for r in recent(inputs["funding"], "funding_time"):
+        tracker.on_funding(r.funding_time, r.funding_rate)
+    for r in recent(inputs["open_interest"], "ts"):
+        tracker.on_open_interest(r.ts, r.open_interest, r.interval)
+    for r in recent(inputs["long_short"], "ts"):
+        tracker.on_long_short(r.ts, r.buy_ratio, r.period)
+    for r in recent(inputs["fear_greed"], "ts"):
+        tracker.on_fear_greed(r.ts, r.value)
+
+
+def update_symbol_interval(store: Store, config: Config, symbol: str, interval: str,
+                           final_until: dt.datetime) -> tuple[int, dt.datetime | None,
+                                                               list[Slice], list[Slice],
+                                                               pd.DataFrame | None]:
+    """Extend one tracker; returns (bars, last final close, history slices, transition
+    slices, tracker_state row)."""
+    where = {"symbol": symbol, "interval": interval}
+    state_rows = store.read("tracker_state", where=where)
+    candles = load_candles(store, symbol, interval)
+    if candles.empty:
+        return 0, None, [], [], None
+    iv = interval_delta(interval)
+    if state_rows.empty:
+        tracker = MarketSentimentTracker(symbol, interval, config)
+        since = None
+        last_close = None
+    else:
+        state = json.loads(state_rows["state"].iloc[0])
+        last_close = _naive(state_rows["last_timestamp"].iloc[0])
+        done = candles[pd.to_datetime(candles["open_time"]) + iv <= pd.Timestamp(last_close)]
+        tracker = MarketSentimentTracker.restore(state, config, candles=done)
+        since = last_close - dt.timedelta(days=3)
+    inputs = load_inputs(store, config, symbol, start=since)
+    _feed_inputs(tracker, inputs, since)
+    new = candles
+    if last_close is not None:
+        new = candles[pd.to_datetime(candles["open_time"]) + iv > pd.Timestamp(last_close)]
+    rows, checkpoint, checkpoint_time = [], None, None
+    previous = tracker.get_regime()
+    for candle in new.to_dict("records"):
+        snap = tracker.on_candle_close(candle)
+        rows.append(snap.as_row())
+        if snap.timestamp <= final_until:
+            checkpoint = json.dumps(tracker.checkpoint(), allow_nan=False)
+            checkpoint_time = snap.timestamp
+    if not rows:
+        return 0, last_close, [], [], None
+    history = history_frame({c: [r[c] for r in rows] for c in HISTORY_COLUMNS})
+    trans = _transitions_from_rows(history, previous)
+    trans_frame = pd.DataFrame(
+        [{"symbol": symbol, "interval": interval, "timestamp": t, "from_regime": a,
+          "to_regime": b} for t, a, b in trans],
+        columns=["symbol", "interval", "timestamp", "from_regime", "to_regime"])
+    lo = (last_close + _MS) if last_close is not None else dt.datetime(1970, 1, 1)
+    slices_h = [Slice(history, lo, FAR_FUTURE, where)]
+    slices_t = [Slice(trans_frame, lo, FAR_FUTURE, where)]
+    state_row = None
+    if checkpoint is not None:
+        state_row = pd.DataFrame([{"symbol": symbol, "interval": interval,
+                                   "last_timestamp": checkpoint_time, "state": checkpoint}])
+    return len(rows), checkpoint_time or last_close, slices_h, slices_t, state_row
+
+
+def _transitions_from_rows(history: pd.DataFrame, previous: str | None) -> list[tuple]:
+    """Confirmed changes: a row whose regime differs from the row before (every change of
+    the reported regime is one)."""
+    regime = history["regime"]
+    prev = regime.shift()
+    if len(prev):
+        prev.iloc[0] = previous
+    changed = regime.notna() & prev.notna() & (regime != prev)
+    return [(t.to_pydatetime(), a, b) for t, a, b in zip(
+        history.loc[changed, "timestamp"], prev[changed], regime[changed], strict=True)]
+
+
+def live_update(store: Store, config: Config, bybit: BybitClient,
+                fear_greed: FearGreedClient | None = None) -> LiveResult:
+    """Bring every configured symbol and interval up to the exchange's clock."""
+    now = _naive(bybit.server_time())
+    result = LiveResult()
+    result.ingested = ingest_new(store, config, bybit, fear_greed, now)
+    history, transitions, states = [], [], []
+    newest = newest_rows(store)
+    for symbol in config.symbols:
+        final_until = _final_until(newest, config, symbol)
+        for interval in config.intervals:
+            n, final, sh, st, state = update_symbol_interval(store, config, symbol, interval,
+                                                             final_until)
+            result.bars[(symbol, interval)] = n
+            result.final_until[(symbol, interval)] = final
+            history += sh
+            transitions += st
+            if state is not None:
+                states.append(state)
+            for piece in sh:
+                iv = interval_delta(interval)
+                for ts in piece.frame["timestamp"]:
+                    result.touched_dates.add(((pd.Timestamp(ts) - iv).strftime("%Y-%m-%d"),
+                                              symbol))
+    upsert = {"tracker_state": pd.concat(states, ignore_index=True)} if states else {}
+    if history or upsert:
+        store.write(replace={"sentiment_history": history, "regime_transitions": transitions},
+                    upsert=upsert)
+    return result
