@@ -13,9 +13,15 @@ from dagster import BetaWarning, Definitions
 from orchestration.assets.market_data import build_market_data_assets
 from orchestration.assets.sentiment import build_sentiment_assets
 from orchestration.checks import build_market_data_checks, build_sentiment_checks
-from orchestration.jobs import fear_greed_job, market_data_job, sentiment_job
+from orchestration.jobs import (
+    build_live_update_job,
+    fear_greed_job,
+    market_data_job,
+    sentiment_job,
+)
 from orchestration.resources import BybitResource, FearGreedResource, StoreResource
 from orchestration.schedules import fear_greed_daily_schedule, market_data_daily_schedule
+from orchestration.sensors import build_live_update_sensor
 from sentiment.config import load_config
 from sentiment.settings import get_settings
 
@@ -37,11 +43,13 @@ def build_definitions(config=None, settings=None) -> Definitions:
         backoff_base_seconds=sources.backoff_base_seconds,
         backoff_max_seconds=sources.backoff_max_seconds,
     )
+    live_job = build_live_update_job(config)
     return Definitions(
         assets=build_market_data_assets(config) + build_sentiment_assets(config),
         asset_checks=build_market_data_checks(config) + build_sentiment_checks(),
-        jobs=[market_data_job, fear_greed_job, sentiment_job],
+        jobs=[market_data_job, fear_greed_job, sentiment_job, live_job],
         schedules=[market_data_daily_schedule, fear_greed_daily_schedule],
+        sensors=[build_live_update_sensor(config, live_job)],
         resources={
             "store": StoreResource(database=settings.db_path),
             "bybit": BybitResource(base_url=settings.bybit_base_url, **retry),

@@ -1,10 +1,26 @@
-"""Jobs: ingestion of market data (partitioned by date and symbol) and of Fear & Greed."""
+"""Jobs: ingestion (partitioned by date and symbol), sentiment backfills and the live update.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: Dagster reads the op's annotations.
+"""
 
-from dagster import AssetSelection, define_asset_job
 
-from orchestration.assets.market_data import GROUP
+from dagster import (
+    AssetMaterialization,
+    AssetSelection,
+    JobDefinition,
+    MetadataValue,
+    OpExecutionContext,
+    Output,
+    define_asset_job,
+    in_process_executor,
+    job,
+    op,
+)
+
+from orchestration.assets.market_data import GROUP, WRITER_POOL
+from orchestration.resources import BybitResource, FearGreedResource, StoreResource
+from sentiment.config import Config
+from sentiment.live import live_update as run_live_update
 
 MARKET_DATA_ASSETS = ("candles", "funding_rates", "open_interest", "long_short_ratio")
 
@@ -28,3 +44,37 @@ sentiment_job = define_asset_job(
     description="Compute sentiment_history (and regime_transitions) for a date|symbol "
     "partition or a backfill range, from the stored market data.",
 )
+
+
+def build_live_update_job(config: Config) -> JobDefinition:
+    """``live_update_job``: ingest what is new and extend sentiment_history (in-process)."""
+
+    @op(
+        pool=WRITER_POOL,
+        description="Fetch the bars and slower data published since the last run, extend "
+        "every tracker from its checkpoint and write rows, transitions and checkpoints in "
+        "one transaction.",
+    )
+    def live_update(context: OpExecutionContext, store: StoreResource, bybit: BybitResource,
+                    fear_greed_api: FearGreedResource):
+        result = run_live_update(store.store(), config, bybit.client(), fear_greed_api.client())
+        for (symbol, interval), bars in sorted(result.bars.items()):
+            context.log.info(f"{symbol} {interval}: {bars} new bar(s); final up to "
+                             f"{result.final_until[(symbol, interval)]}")
+        # DESIGN 8.1: the live job reports materializations for the partitions it touched.
+        for date, symbol in sorted(result.touched_dates):
+            yield AssetMaterialization(
+                asset_key="sentiment_history", partition=f"{date}|{symbol}",
+                metadata={"source": MetadataValue.text("live_update_job")},
+            )
+        yield Output(sum(result.bars.values()))
+
+    @job(
+        name="live_update_job",
+        executor_def=in_process_executor,  # one process: a new bar in well under a second
+        description="Near-real-time update of sentiment_history from the newest closed bars.",
+    )
+    def live_update_job():
+        live_update()
+
+    return live_update_job

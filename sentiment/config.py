@@ -100,6 +100,12 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    # How often the sensor asks the exchange for a newly closed bar.
+    sensor_interval_seconds: int = 30
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     timeout_seconds: float = 10.0
     max_retries: int = 5
@@ -121,6 +127,7 @@ class Config:
     external_data: ExternalDataConfig = field(default_factory=ExternalDataConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     path: str | None = None
 
     def interval_minutes(self, interval: str) -> int:
@@ -367,6 +374,9 @@ def _validate(raw: Any, path: str | None) -> Config:
             f"{k}.sources.backoff_max_seconds", "must be >= backoff_base_seconds", path
         )
     out["sources"] = sources
+    out["live"] = _section(
+        data.get("live"), LiveConfig, f"{k}.live", path, {"sensor_interval_seconds": pos_int},
+    )
     return Config(**out)
 
 

@@ -246,6 +246,12 @@ def _transitions_from_rows(history: pd.DataFrame, previous: str | None) -> list[
 def live_update(store: Store, config: Config, bybit: BybitClient,
                 fear_greed: FearGreedClient | None = None) -> LiveResult:
     """Bring every configured symbol and interval up to the exchange's clock."""
+    with store.session():
+        return _live_update(store, config, bybit, fear_greed)
+
+
+def _live_update(store: Store, config: Config, bybit: BybitClient,
+                 fear_greed: FearGreedClient | None) -> LiveResult:
     now = _naive(bybit.server_time())
     result = LiveResult()
     result.ingested = ingest_new(store, config, bybit, fear_greed, now)
