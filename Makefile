@@ -21,12 +21,20 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Dagster UI on 127.0.0.1:3000 against the replay exchange on 127.0.0.1:8765.
+# Dagster UI on 127.0.0.1:3000 against the replay exchange on 127.0.0.1:8765, whose clock
+# starts at REPLAY_START and runs REPLAY_SPEED times faster than the wall clock (120: one
+# hourly bar closes every 30 s, the sensor's interval). live_update_sensor then drives
+# live_update_job, which writes new rows to UP_DB as the bars close (the demo's database
+# already holds the whole bundled year, so the live loop gets its own file).
 # Set BYBIT_BASE_URL=https://api.bybit.com and FEAR_GREED_URL=https://api.alternative.me/fng/
-# to use the real sources instead.
+# (and REPLAY_SPEED=0) to use the real sources instead.
+REPLAY_START ?= 2022-12-01
+REPLAY_SPEED ?= 120
+UP_DB ?= data/live.duckdb
 up: install
-	$(BIN)/sentiment replay-server --port 8765 & \
+	$(BIN)/sentiment replay-server --port 8765 --now $(REPLAY_START) --speed $(REPLAY_SPEED) & \
 	trap 'kill $$!' EXIT INT TERM; \
+	SENTIMENT_DB=$(UP_DB) \
 	BYBIT_BASE_URL=$${BYBIT_BASE_URL:-http://127.0.0.1:8765} \
 	FEAR_GREED_URL=$${FEAR_GREED_URL:-http://127.0.0.1:8765/fng/} \
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
@@ -36,6 +44,7 @@ bench: install
 	$(BIN)/python bench/bench_clients.py
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_live.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,6 +28,8 @@ from sentiment.settings import get_settings
 # BackfillPolicy is marked beta in Dagster 1.13; single-run backfills are a deliberate choice
 # here (DESIGN 8.11), so the warning would only be noise in every run's log.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
+# Dagster's own @sensor decorator passes the beta `owners` parameter through.
+warnings.filterwarnings("ignore", message="Parameter `owners`", category=BetaWarning)
 # Mapping the 2-D sentiment partitions onto the daily Fear & Greed ones needs this beta class.
 warnings.filterwarnings("ignore", message="Class `MultiToSingleDimensionPartitionMapping`",
                         category=BetaWarning)

@@ -1,0 +1,163 @@
+"""Speed of the near-real-time loop (issue targets in brackets).
+
+1. In-process ``live_update_job`` time for one new bar, after the bootstrap, Dagster run
+   included [<= 0.5 s].
+2. Latency from a bar's close on the replay exchange to its committed row, through the
+   real ``dagster dev`` daemon, sensor (polling every second, DESIGN 8.9) and run
+   [median <= 5 s]. The replay clock runs 360x (an hourly bar every 10 s).
+3. Backfill of ``sentiment_history`` over the whole bundled window (``sentiment_job``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dagster import DagsterInstance  # noqa: E402
+
+from orchestration.definitions import build_definitions  # noqa: E402
+from sentiment.config import load_config  # noqa: E402
+from sentiment.settings import get_settings  # noqa: E402
+from sentiment.sources.replay import ReplayExchange  # noqa: E402
+from sentiment.store import Store  # noqa: E402
+
+SPEED = 360.0  # replay seconds per wall second: an hourly bar every 10 s
+BARS = 6
+
+
+def _defs(exchange, db, config):
+    settings = dataclasses.replace(get_settings(), db_path=db,
+                                   bybit_base_url=exchange.base_url,
+                                   fear_greed_url=exchange.fear_greed_url)
+    return build_definitions(config, settings)
+
+
+def _run(defs, job, instance, **kwargs):
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, raise_on_error=True,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}, **kwargs)
+    assert result.success
+    return result
+
+
+def bench_one_bar(tmp: Path) -> None:
+    config = dataclasses.replace(load_config(), start_date=dt.date(2022, 11, 1))
+    db = str(tmp / "one_bar.duckdb")
+    with ReplayExchange(port=0, now=dt.datetime(2022, 12, 1)) as exchange:
+        defs = _defs(exchange, db, config)
+        instance = DagsterInstance.ephemeral()
+        start = time.perf_counter()
+        _run(defs, "live_update_job", instance)
+        bootstrap = time.perf_counter() - start
+        times = []
+        clock = dt.datetime(2022, 12, 1)
+        for _ in range(20):
+            clock += dt.timedelta(hours=1)
+            exchange.set_clock(clock + dt.timedelta(seconds=5))
+            start = time.perf_counter()
+            _run(defs, "live_update_job", instance)
+            times.append(time.perf_counter() - start)
+    print(f"live_update_job in process, one new bar (2 symbols x 2 intervals): median "
+          f"{statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} bars "
+          f"[target <= 0.5 s]; bootstrap of one month: {bootstrap:.1f} s")
+
+
+def bench_backfill(tmp: Path) -> None:
+    config = load_config()
+    db = str(tmp / "backfill.duckdb")
+    with ReplayExchange(port=0) as exchange:
+        defs = _defs(exchange, db, config)
+        instance = DagsterInstance.ephemeral()
+        tags = {"dagster/asset_partition_range_start": "2022-01-01|BTCUSDT",
+                "dagster/asset_partition_range_end": "2022-12-31|ETHUSDT"}
+        _run(defs, "market_data_job", instance, tags=tags)
+        _run(defs, "fear_greed_job", instance,
+             tags={"dagster/asset_partition_range_start": "2022-01-01",
+                   "dagster/asset_partition_range_end": "2022-12-31"})
+        start = time.perf_counter()
+        _run(defs, "sentiment_job", instance, tags=tags)
+        took = time.perf_counter() - start
+    rows = len(Store(db).read("sentiment_history"))
+    print(f"sentiment_job backfill of the bundled year: {took:.1f} s for {rows:,} rows "
+          "(one run, checks included)")
+
+
+def _committed(store: Store, close: dt.datetime) -> bool:
+    try:
+        frame = store.query("SELECT count(*) AS n FROM sentiment_history WHERE symbol = "
+                            "'BTCUSDT' AND interval = '60' AND timestamp = ?", [close])
+    except FileNotFoundError:
+        return False
+    return int(frame["n"].iloc[0]) > 0
+
+
+def bench_latency(tmp: Path) -> None:
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    extra = os.environ.get("BENCH_DAGSTER_YAML_EXTRA")
+    if extra:
+        with open(home / "dagster.yaml", "a") as fh:
+            fh.write("\n" + Path(extra).read_text())
+    cfg = tmp / "sentiment.yaml"
+    text = (ROOT / "sentiment.yaml").read_text()
+    text = text.replace('start_date: "2022-01-01"', 'start_date: "2022-11-15"')
+    text = text.replace("sensor_interval_seconds: 30", "sensor_interval_seconds: 1")
+    cfg.write_text(text)
+    db = str(tmp / "latency.duckdb")
+    start_clock = dt.datetime(2022, 12, 1, 0, 0, 30)
+    with ReplayExchange(port=0, now=start_clock, speed=0.0) as exchange:
+        env = {**os.environ, "DAGSTER_HOME": str(home), "SENTIMENT_CONFIG": str(cfg),
+               "SENTIMENT_DB": db, "BYBIT_BASE_URL": exchange.base_url,
+               "FEAR_GREED_URL": exchange.fear_greed_url}
+        # Bootstrap first, so the timed runs each add one bar.
+        config = dataclasses.replace(load_config(cfg))
+        _run(_defs(exchange, db, config), "live_update_job", DagsterInstance.ephemeral())
+        store = Store(db, lock_timeout=30)
+        proc = subprocess.Popen(
+            ["env", "--default-signal=INT,TERM", str(Path(sys.executable).parent / "dagster"),
+             "dev", "-h", "127.0.0.1", "-p", "3999", "-w", str(ROOT / "workspace.yaml")],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(20)  # let the webserver and the daemon come up before the clock runs
+            exchange.set_clock(start_clock, speed=SPEED)
+            wall0 = time.monotonic()
+            latencies = []
+            for k in range(1, BARS + 1):
+                close = dt.datetime(2022, 12, 1, k)
+                close_wall = wall0 + (close - start_clock).total_seconds() / SPEED
+                deadline = close_wall + 60
+                while not _committed(store, close):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"no row for the bar closing at {close}")
+                    time.sleep(0.1)
+                latencies.append(time.monotonic() - close_wall)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    print(f"bar close on the exchange -> committed row, through dagster dev, the sensor "
+          f"(1 s) and the run: median {statistics.median(latencies):.1f} s, max "
+          f"{max(latencies):.1f} s over {len(latencies)} bars [target median <= 5 s]")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        if "--latency-only" not in sys.argv:
+            bench_one_bar(Path(tmp))
+            bench_backfill(Path(tmp))
+        bench_latency(Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
