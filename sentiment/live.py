@@ -207,10 +207,14 @@ def update_symbol_interval(store: Store, config: Config, symbol: str, interval: 
         new = candles[pd.to_datetime(candles["open_time"]) + iv > pd.Timestamp(last_close)]
     rows, checkpoint, checkpoint_time = [], None, None
     previous = tracker.get_regime()
-    for candle in new.to_dict("records"):
+    closes = pd.to_datetime(new["open_time"]) + iv
+    # The checkpoint goes at the last bar whose sources are all in (one per run: a
+    # checkpoint is a few hundred kB of JSON).
+    n_final = int((closes <= pd.Timestamp(final_until)).sum())
+    for i, candle in enumerate(new.to_dict("records")):
         snap = tracker.on_candle_close(candle)
         rows.append(snap.as_row())
-        if snap.timestamp <= final_until:
+        if i + 1 == n_final:
             checkpoint = json.dumps(tracker.checkpoint(), allow_nan=False)
             checkpoint_time = snap.timestamp
     if not rows:
