@@ -1,6 +1,6 @@
 -- Example queries against data/sentiment.duckdb (after `make demo`).
--- Run one with:  .venv/bin/python -c "import duckdb; print(duckdb.connect('data/sentiment.duckdb', read_only=True).sql(open('sql/examples.sql').read().split(';')[0]))"
--- or paste into the duckdb shell.
+-- Run one by pasting it into Python:  .venv/bin/python -c "import duckdb, sys; print(duckdb.connect('data/sentiment.duckdb', read_only=True).sql(sys.stdin.read()))"
+-- (then paste the query and press Ctrl-D), or into the duckdb shell. Views: sql/views.sql.
 
 -- Daily OHLCV for BTCUSDT from the hourly candles.
 SELECT date_trunc('day', open_time) AS day,
@@ -46,3 +46,46 @@ SELECT fg.ts AS day, fg.value, fg.classification,
 FROM fear_greed fg
 WHERE fg.value <= 20 OR fg.value >= 80
 ORDER BY day;
+
+-- The newest snapshot of every symbol and interval (view: latest_sentiment).
+SELECT symbol, interval, timestamp, round(sentiment_score, 2) AS score,
+       round(confidence, 2) AS confidence, regime, regime_duration_bars
+FROM latest_sentiment
+ORDER BY symbol, interval;
+
+-- How long each regime lasted on BTCUSDT hourly bars (view: regime_periods).
+SELECT regime, count(*) AS periods, round(avg(bars), 1) AS avg_bars, max(bars) AS max_bars
+FROM regime_periods
+WHERE symbol = 'BTCUSDT' AND interval = '60'
+GROUP BY regime
+ORDER BY periods DESC;
+
+-- Every confirmed regime change with the score at that bar.
+SELECT t.timestamp, t.from_regime, t.to_regime, round(h.sentiment_score, 2) AS score
+FROM regime_transitions t
+JOIN sentiment_history h USING (symbol, interval, timestamp)
+WHERE t.symbol = 'BTCUSDT' AND t.interval = '60'
+ORDER BY t.timestamp;
+
+-- Forward 24 h BTC return by sentiment band: does the score say anything? Only the
+-- score known at each bar's close is used, and the return is measured after it.
+WITH ahead AS (
+    SELECT sentiment_score, lead(close, 24) OVER (ORDER BY timestamp) / close - 1 AS ret
+    FROM sentiment_history
+    WHERE symbol = 'BTCUSDT' AND interval = '60'
+)
+SELECT CASE WHEN sentiment_score >= 0.2 THEN 'bullish'
+            WHEN sentiment_score <= -0.2 THEN 'bearish' ELSE 'neutral' END AS band,
+       count(*) AS bars, round(avg(ret) * 100, 3) AS avg_next_24h_pct
+FROM ahead
+WHERE sentiment_score IS NOT NULL AND ret IS NOT NULL
+GROUP BY band
+ORDER BY band;
+
+-- Sub-scores on the bars where the regime was capitulation or breakout.
+SELECT timestamp, regime, round(trend_score, 2) AS trend, round(momentum_score, 2) AS mom,
+       round(volume_flow_score, 2) AS flow, round(exchange_sentiment, 2) AS exchange,
+       open_interest_delta_pct, funding_rate
+FROM sentiment_history
+WHERE symbol = 'BTCUSDT' AND regime IN ('capitulation', 'breakout')
+ORDER BY timestamp;
