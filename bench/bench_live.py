@@ -33,7 +33,7 @@ from sentiment.sources.replay import ReplayExchange  # noqa: E402
 from sentiment.store import Store  # noqa: E402
 
 SPEED = 360.0  # replay seconds per wall second: an hourly bar every 10 s
-BARS = 6
+BARS = 10
 
 
 def _defs(exchange, db, config):
@@ -157,21 +157,32 @@ def bench_latency(tmp: Path) -> None:
 
 
 def _breakdown(home: Path, start_clock: dt.datetime, epoch0: float) -> dict[str, list]:
-    """Bar close -> run created (sensor) -> run started (launch, process, code load) ->
-    run ended, from the instance's run records."""
+    """Bar close -> run created (sensor) -> run starting (run queue) -> run started (process
+    spawned, code loaded) -> run ended, from the instance's run records and run events."""
+    from dagster import DagsterEventType
+
+    marks = {DagsterEventType.RUN_STARTING: "starting", DagsterEventType.RUN_START: "start"}
+    out: dict[str, list] = {"sensor": [], "queue": [], "process and code load": [],
+                            "run": []}
     with DagsterInstance.from_config(str(home)) as instance:
-        records = instance.get_run_records()
-    out: dict[str, list] = {"sensor": [], "launch": [], "run": []}
-    for record in records:
-        key = record.dagster_run.tags.get("newest_bar_open")
-        if not key or record.start_time is None or record.end_time is None:
-            continue
-        close = dt.datetime.fromisoformat(key) + dt.timedelta(hours=1)
-        close_epoch = epoch0 + (close - start_clock).total_seconds() / SPEED
-        created = record.create_timestamp.timestamp()
-        out["sensor"].append(created - close_epoch)
-        out["launch"].append(record.start_time - created)
-        out["run"].append(record.end_time - record.start_time)
+        for record in instance.get_run_records():
+            key = record.dagster_run.tags.get("newest_bar_open")
+            if not key or record.end_time is None:
+                continue
+            times = {}
+            for event in instance.all_logs(record.dagster_run.run_id):
+                name = marks.get(event.dagster_event_type)
+                if name:
+                    times[name] = event.timestamp
+            if len(times) < len(marks):
+                continue
+            close = dt.datetime.fromisoformat(key) + dt.timedelta(hours=1)
+            close_epoch = epoch0 + (close - start_clock).total_seconds() / SPEED
+            created = record.create_timestamp.timestamp()
+            out["sensor"].append(created - close_epoch)
+            out["queue"].append(times["starting"] - created)
+            out["process and code load"].append(times["start"] - times["starting"])
+            out["run"].append(record.end_time - times["start"])
     return out if out["run"] else {}
 
 

@@ -6,10 +6,18 @@ requests one ``live_update_job`` run keyed by that bar; the run catches up every
 since the last one (after downtime too), so a single key per newest bar is enough
 (DESIGN 8.9). The cursor and the run key together make a restart safe: Dagster drops a
 request whose key already ran.
+
+Dagster's daemon evaluates sensors at most once every 5 s, so a bar would wait 2.5 s on
+average before anyone looks. When the next bar closes within ``live.sensor_wait_seconds``
+of an evaluation, the sensor waits for it instead: it sleeps until the expected close, then
+polls the exchange clock every 0.1 s for up to one more second. The expected close is in
+exchange time; the cursor keeps the last (exchange, wall) clock sample so the wait is right
+for a replay clock running faster than real time (and nothing waits on a stopped clock).
 """
 
 import datetime as dt
 import json
+import time
 
 import pandas as pd
 from dagster import (
@@ -24,11 +32,26 @@ from dagster import (
 from orchestration.resources import BybitResource
 from sentiment.config import INTERVAL_MINUTES, Config
 
+POLL_SECONDS = 0.1  # exchange clock polling step while a close is due
+GRACE_SECONDS = 1.0  # how long past the expected close to keep polling
+
+
+def _clock_rate(sample, now: pd.Timestamp, wall: float) -> float:
+    """Exchange seconds per wall second since the previous evaluation (1.0 without one)."""
+    if not sample:
+        return 1.0
+    ex_ms, wall_then = sample
+    elapsed = wall - wall_then
+    if elapsed < 0.5:
+        return 1.0
+    return max(0.0, (now.value / 1e6 - ex_ms) / 1000.0 / elapsed)
+
 
 def build_live_update_sensor(config: Config, job) -> SensorDefinition:
     interval = min(config.intervals, key=lambda i: INTERVAL_MINUTES[i])
     symbol = config.symbols[0]
     length = dt.timedelta(minutes=INTERVAL_MINUTES[interval])
+    budget = config.live.sensor_wait_seconds
 
     @sensor(
         name="live_update_sensor",
@@ -40,17 +63,43 @@ def build_live_update_sensor(config: Config, job) -> SensorDefinition:
     )
     def live_update_sensor(context: SensorEvaluationContext, bybit: BybitResource):
         client = bybit.client()
-        now = client.server_time()
-        bars = client.klines(symbol, interval, now - 3 * length, now)
-        if bars.empty:
-            return SkipReason(f"no closed {symbol} {interval} bar up to {now}")
-        newest = pd.Timestamp(bars["open_time"].max())
-        key = newest.strftime("%Y-%m-%dT%H:%M")
         cursor = json.loads(context.cursor) if context.cursor else {}
-        if cursor.get("bar") is not None and key <= cursor["bar"]:
-            return SkipReason(f"no new bar since {cursor['bar']}")
-        context.update_cursor(json.dumps({"bar": key}))
-        return RunRequest(run_key=f"{symbol}-{interval}-{key}",
-                          tags={"newest_bar_open": key})
+        done = cursor.get("bar")
+
+        def newest() -> tuple[str | None, pd.Timestamp]:
+            now = client.server_time()
+            bars = client.klines(symbol, interval, now - 3 * length, now)
+            if bars.empty:
+                return None, now
+            return pd.Timestamp(bars["open_time"].max()).strftime("%Y-%m-%dT%H:%M"), now
+
+        def request(key: str) -> RunRequest:
+            context.update_cursor(json.dumps({"bar": key}))
+            return RunRequest(run_key=f"{symbol}-{interval}-{key}",
+                              tags={"newest_bar_open": key})
+
+        key, now = newest()
+        if key is not None and (done is None or key > done):
+            return request(key)
+        wall = time.time()
+        rate = _clock_rate(cursor.get("clock"), now, wall)
+        context.update_cursor(json.dumps({"bar": done, "clock": [now.value // 10**6, wall]}))
+        if key is None:
+            return SkipReason(f"no closed {symbol} {interval} bar up to {now}")
+        next_close = pd.Timestamp(key) + 2 * length
+        if budget > 0 and rate > 0:
+            wait = (next_close - now).total_seconds() / rate
+            if wait <= budget:
+                deadline = time.monotonic() + min(budget, wait + GRACE_SECONDS)
+                time.sleep(max(0.0, wait))
+                while True:
+                    if client.server_time() >= next_close:
+                        key, now = newest()
+                        if key is not None and key > done:
+                            return request(key)
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(POLL_SECONDS)
+        return SkipReason(f"no new bar since {done}; the next closes at {next_close}")
 
     return live_update_sensor

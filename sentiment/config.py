@@ -103,6 +103,9 @@ class HistoryConfig:
 class LiveConfig:
     # How often the sensor asks the exchange for a newly closed bar.
     sensor_interval_seconds: int = 30
+    # When the next bar closes within this many seconds of an evaluation, the sensor waits
+    # for it instead of leaving it to the next evaluation (0 turns the wait off).
+    sensor_wait_seconds: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,10 @@ def _validate(raw: Any, path: str | None) -> Config:
         )
     out["sources"] = sources
     out["live"] = _section(
-        data.get("live"), LiveConfig, f"{k}.live", path, {"sensor_interval_seconds": pos_int},
+        data.get("live"), LiveConfig, f"{k}.live", path,
+        {"sensor_interval_seconds": pos_int,
+         "sensor_wait_seconds": lambda v, key, p: _as_float(v, key, p, minimum=0.0,
+                                                            maximum=30.0)},
     )
     return Config(**out)
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
@@ -153,10 +154,11 @@ def test_sensor_one_run_key_per_new_bar_catch_up_and_restart(clean_replay, db_pa
     result, cursor = _sensor_eval(defs, clean_replay)
     assert isinstance(result, RunRequest)
     assert result.run_key == "BTCUSDT-60-2022-03-05T09:00"  # the bar that just closed
-    # Nothing closed since: no run, cursor unchanged.
+    # Nothing closed since: no run, the same bar in the cursor.
     clean_replay.set_clock(dt.datetime(2022, 3, 5, 10, 59))
     result, again = _sensor_eval(defs, clean_replay, cursor)
-    assert isinstance(result, SkipReason) and again == cursor
+    assert isinstance(result, SkipReason)
+    assert json.loads(again)["bar"] == json.loads(cursor)["bar"]
     # The next bar: exactly one new key.
     clean_replay.set_clock(dt.datetime(2022, 3, 5, 11, 0, 5))
     result, cursor = _sensor_eval(defs, clean_replay, cursor)
@@ -165,10 +167,34 @@ def test_sensor_one_run_key_per_new_bar_catch_up_and_restart(clean_replay, db_pa
     clean_replay.set_clock(dt.datetime(2022, 3, 5, 16, 0, 5))
     result, cursor = _sensor_eval(defs, clean_replay, cursor)
     assert result.run_key == "BTCUSDT-60-2022-03-05T15:00"
-    assert json.loads(cursor) == {"bar": "2022-03-05T15:00"}
+    assert json.loads(cursor)["bar"] == "2022-03-05T15:00"
     # A restarted daemon evaluates with the stored cursor: no duplicate.
     result, _ = _sensor_eval(defs, clean_replay, cursor)
     assert isinstance(result, SkipReason)
+
+
+def test_sensor_waits_for_a_bar_about_to_close_and_not_on_a_stopped_clock(clean_replay,
+                                                                          db_path):
+    defs = _defs(clean_replay, db_path)
+    clean_replay.set_clock(dt.datetime(2022, 3, 5, 10, 0, 30))
+    _, cursor = _sensor_eval(defs, clean_replay)
+    # The exchange clock runs in real time, 1.5 s before the next close: one evaluation
+    # waits for the close and requests the run for the bar that just closed.
+    clean_replay.set_clock(dt.datetime(2022, 3, 5, 10, 59, 58, 500000), speed=1.0)
+    start = time.monotonic()
+    result, cursor = _sensor_eval(defs, clean_replay, cursor)
+    assert isinstance(result, RunRequest)
+    assert result.run_key == "BTCUSDT-60-2022-03-05T10:00"
+    assert time.monotonic() - start >= 1.0  # it did wait for the close
+    # Frozen just before the next close: the cursor's clock sample shows the clock is not
+    # running, so the evaluation does not wait.
+    clean_replay.set_clock(dt.datetime(2022, 3, 5, 11, 59, 59), speed=0.0)
+    _, cursor = _sensor_eval(defs, clean_replay, cursor)
+    start = time.monotonic()
+    result, cursor = _sensor_eval(defs, clean_replay, cursor)
+    assert isinstance(result, SkipReason)
+    assert time.monotonic() - start < 0.9
+    assert json.loads(cursor)["bar"] == "2022-03-05T10:00"
 
 
 def test_a_killed_live_run_leaves_no_duplicate_no_gap_and_no_lock(clean_replay, tmp_path):
@@ -218,3 +244,53 @@ def test_a_killed_live_run_leaves_no_duplicate_no_gap_and_no_lock(clean_replay, 
     candles = store.read("candles")
     assert len(history) == len(candles) == 9 * 30 * 2
     assert not history.duplicated(["symbol", "interval", "timestamp"]).any()
+
+
+def test_a_live_run_killed_inside_its_commit_writes_nothing_and_reruns_clean(clean_replay,
+                                                                            tmp_path):
+    db = str(tmp_path / "crash_commit.duckdb")
+    clean_replay.set_clock(dt.datetime(2022, 3, 10))
+    # The child pauses inside the transaction that writes sentiment_history, after its rows
+    # are inserted and before COMMIT, and is killed there.
+    script = textwrap.dedent("""
+        import dataclasses, datetime as dt, sys
+        from sentiment.config import load_config
+        from sentiment.live import live_update
+        from sentiment.sources.bybit import BybitClient
+        from sentiment.sources.fear_greed import FearGreedClient
+        from sentiment.store import Store
+        original = Store._insert
+        def pausing_insert(conn, spec, frame, *, replace):
+            n = original(conn, spec, frame, replace=replace)
+            if spec.name == "sentiment_history":
+                print("inside the commit", len(frame), flush=True)
+                sys.stdin.readline()
+            return n
+        Store._insert = staticmethod(pausing_insert)
+        config = dataclasses.replace(load_config(), start_date=dt.date(2022, 3, 1))
+        live_update(Store(sys.argv[1]), config, BybitClient(sys.argv[2]),
+                    FearGreedClient(sys.argv[3]))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script, db, clean_replay.base_url,
+                             clean_replay.fear_greed_url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().split()
+    assert line[:3] == ["inside", "the", "commit"] and int(line[3]) > 0
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = Store(db, lock_timeout=5)
+    # Not locked; the candles committed before, none of the killed transaction's rows.
+    assert len(store.read("candles")) == 9 * 30 * 2
+    assert store.read("sentiment_history").empty
+    assert store.read("tracker_state").empty
+    config = dataclasses.replace(load_config(), start_date=START)
+    from sentiment.live import live_update
+    from sentiment.sources.bybit import BybitClient
+    from sentiment.sources.fear_greed import FearGreedClient
+
+    live_update(store, config, BybitClient(clean_replay.base_url),
+                FearGreedClient(clean_replay.fear_greed_url))
+    history = store.read("sentiment_history")
+    assert len(history) == 9 * 30 * 2
+    assert not history.duplicated(["symbol", "interval", "timestamp"]).any()
+    assert len(store.read("tracker_state")) == 4
