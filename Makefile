@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_live.py
+	$(BIN)/python bench/bench_hmm.py
 
 lint: install
 	$(BIN)/ruff check .

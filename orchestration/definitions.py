@@ -16,11 +16,16 @@ from orchestration.checks import build_market_data_checks, build_sentiment_check
 from orchestration.jobs import (
     build_live_update_job,
     fear_greed_job,
+    hmm_retrain_job,
     market_data_job,
     sentiment_job,
 )
 from orchestration.resources import BybitResource, FearGreedResource, StoreResource
-from orchestration.schedules import fear_greed_daily_schedule, market_data_daily_schedule
+from orchestration.schedules import (
+    build_hmm_retrain_schedule,
+    fear_greed_daily_schedule,
+    market_data_daily_schedule,
+)
 from orchestration.sensors import build_live_update_sensor
 from sentiment.config import load_config
 from sentiment.settings import get_settings
@@ -49,8 +54,9 @@ def build_definitions(config=None, settings=None) -> Definitions:
     return Definitions(
         assets=build_market_data_assets(config) + build_sentiment_assets(config),
         asset_checks=build_market_data_checks(config) + build_sentiment_checks(),
-        jobs=[market_data_job, fear_greed_job, sentiment_job, live_job],
-        schedules=[market_data_daily_schedule, fear_greed_daily_schedule],
+        jobs=[market_data_job, fear_greed_job, sentiment_job, hmm_retrain_job, live_job],
+        schedules=[market_data_daily_schedule, fear_greed_daily_schedule,
+                   build_hmm_retrain_schedule(config)],
         sensors=[build_live_update_sensor(config, live_job)],
         resources={
             "store": StoreResource(database=settings.db_path),

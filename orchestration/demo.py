@@ -38,6 +38,7 @@ INGESTED = {
     "fear_greed": "recorded alternative.me",
     "sentiment_history": "computed (sentiment engine)",
     "regime_transitions": "computed (sentiment engine)",
+    "hmm_models": "trained (walk-forward HMM)",
 }
 
 
@@ -108,6 +109,7 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
             ("fear_greed_job", _range_tags(f"{start:%Y-%m-%d}", f"{last_day:%Y-%m-%d}")),
             ("sentiment_job",
              _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}")),
+            ("hmm_retrain_job", {}),
         ]
         failed = []
         for job_name, tags in runs:
@@ -118,8 +120,9 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
             )
             took = time.perf_counter() - started
             status = "ok" if result.success else "FAILED"
-            print(f"{job_name}: {tags['dagster/asset_partition_range_start']} .. "
-                  f"{tags['dagster/asset_partition_range_end']}  {status} in {took:.1f} s")
+            span = (f"{tags['dagster/asset_partition_range_start']} .. "
+                    f"{tags['dagster/asset_partition_range_end']}  " if tags else "")
+            print(f"{job_name}: {span}{status} in {took:.1f} s")
             for check in result.get_asset_check_evaluations():
                 mark = "pass" if check.passed else f"FAIL ({check.severity.value})"
                 print(f"  check {check.check_name:<36} {mark}  {check.description or ''}")

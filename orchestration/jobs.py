@@ -38,6 +38,12 @@ fear_greed_job = define_asset_job(
     description="Ingest the daily Fear & Greed Index.",
 )
 
+hmm_retrain_job = define_asset_job(
+    "hmm_retrain_job",
+    selection=AssetSelection.assets("hmm_models"),
+    description="Retrain the HMM regime models at the newest weekly boundary of the data.",
+)
+
 sentiment_job = define_asset_job(
     "sentiment_job",
     selection=AssetSelection.assets("sentiment_history"),

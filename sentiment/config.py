@@ -109,6 +109,26 @@ class LiveConfig:
 
 
 @dataclass(frozen=True)
+class HMMConfig:
+    enabled: bool = True
+    # Training window: the last window_bars bars closed by each weekly boundary; fewer than
+    # min_bars complete bars and that boundary has no model.
+    window_bars: int = 1000
+    min_bars: int = 500
+    n_states: tuple[int, ...] = (2, 3, 4)
+    restarts: int = 3
+    n_iter: int = 100
+    tol: float = 1e-4
+    random_state: int = 0
+    volatility_window: int = 24
+    volume_window: int = 20
+    # How far the HMM moves the rule-based regime confidence (0: not at all).
+    ensemble_weight: float = 0.3
+    # hmm_retrain_schedule (wall clock, UTC).
+    retrain_cron: str = "0 1 * * 1"
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     timeout_seconds: float = 10.0
     max_retries: int = 5
@@ -131,6 +151,7 @@ class Config:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    hmm: HMMConfig = field(default_factory=HMMConfig)
     path: str | None = None
 
     def interval_minutes(self, interval: str) -> int:
@@ -383,7 +404,43 @@ def _validate(raw: Any, path: str | None) -> Config:
          "sensor_wait_seconds": lambda v, key, p: _as_float(v, key, p, minimum=0.0,
                                                             maximum=30.0)},
     )
+    out["hmm"] = _hmm_section(data.get("hmm"), f"{k}.hmm", path)
     return Config(**out)
+
+
+def _hmm_section(raw: Any, key: str, path: str | None) -> HMMConfig:
+    def n_states(v, k, p):
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = [v]
+        if not isinstance(v, list) or not v:
+            raise _fail(k, "expected a non-empty list of state counts", p)
+        out = [_as_int(x, f"{k}[{i}]", p, minimum=2) for i, x in enumerate(v)]
+        if max(out) > 8:
+            raise _fail(k, f"at most 8 states, got {max(out)}", p)
+        return tuple(sorted(set(out)))
+
+    def cron(v, k, p):
+        if not isinstance(v, str) or len(v.split()) != 5:
+            raise _fail(k, f"expected a 5-field cron string, got {v!r}", p)
+        return v
+
+    hmm = _section(raw, HMMConfig, key, path, {
+        "enabled": _as_bool,
+        "window_bars": lambda v, k, p: _as_int(v, k, p, minimum=50),
+        "min_bars": lambda v, k, p: _as_int(v, k, p, minimum=20),
+        "n_states": n_states,
+        "restarts": lambda v, k, p: _as_int(v, k, p, minimum=1),
+        "n_iter": lambda v, k, p: _as_int(v, k, p, minimum=1),
+        "tol": lambda v, k, p: _as_float(v, k, p, minimum=0.0),
+        "random_state": lambda v, k, p: _as_int(v, k, p, minimum=0),
+        "volatility_window": lambda v, k, p: _as_int(v, k, p, minimum=2),
+        "volume_window": lambda v, k, p: _as_int(v, k, p, minimum=1),
+        "ensemble_weight": lambda v, k, p: _as_float(v, k, p, minimum=0.0, maximum=1.0),
+        "retrain_cron": cron,
+    })
+    if hmm.min_bars > hmm.window_bars:
+        raise _fail(f"{key}.min_bars", f"must be <= window_bars ({hmm.window_bars})", path)
+    return hmm
 
 
 def parse_config(text: str, path: str | None = None) -> Config:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sentiment import engine
+from sentiment import engine, hmm
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
 from sentiment.errors import InputError
 from sentiment.indicators import custom
@@ -120,14 +120,19 @@ def compute_history_and_transitions(
             raise InputError("candles", "without symbol/interval columns pass symbol= and "
                              "interval=", symbol=symbol, field="symbol")
         frame = frame.assign(symbol=symbol, interval=str(interval))
+    models = _as_models(hmm_models)
     parts = []
     for (sym, ivl), group in frame.groupby(["symbol", "interval"], sort=True):
-        parts.append(_one(
+        rows, trans, volume = _one(
             str(sym), str(ivl), group, config,
             funding=funding, open_interest=open_interest, long_short=long_short,
             fear_greed=fear_greed, liquidations=liquidations,
             orderbook_imbalance=orderbook_imbalance,
-        ))
+        )
+        if models is not None:
+            mine = [m for m in models if m.symbol == sym and m.interval == ivl]
+            rows = with_hmm(rows, volume, mine, config)
+        parts.append((rows, trans))
     if not parts:
         return history_frame({name: [] for name in HISTORY_COLUMNS}), _transitions(
             "", "", np.empty(0, dtype=np.int64), np.empty((0, N_OUTPUTS)))
@@ -177,7 +182,51 @@ def indicator_frame(bars: dict[str, np.ndarray], config: Config) -> dict[str, np
     return ta
 
 
-def _one(symbol, interval, group, config, **slow) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _as_models(hmm_models) -> list[hmm.RegimeModel] | None:
+    if hmm_models is None:
+        return None
+    if isinstance(hmm_models, pd.DataFrame):
+        return [hmm.RegimeModel.from_row(row) for row in hmm_models.to_dict("records")]
+    return list(hmm_models)
+
+
+def hmm_features(rows: pd.DataFrame, volume, config: Config) -> pd.DataFrame:
+    """The HMM features of history rows (one symbol and interval, in time order) and the
+    volume of their bars: close, funding and open interest as the rows hold them, i.e. as
+    of each bar's close."""
+    def floats(name):
+        return rows[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    return hmm.feature_frame(
+        rows["timestamp"], floats("close"), volume, floats("funding_rate"),
+        floats("open_interest"), volatility_window=config.hmm.volatility_window,
+        volume_window=config.hmm.volume_window)
+
+
+def with_hmm(rows: pd.DataFrame, volume, models, config: Config,
+             features: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows with the HMM columns filled by the walk-forward ``models`` and the regime
+    confidence moved by the ensemble rule (:func:`sentiment.hmm.ensemble_confidence`)."""
+    if features is None:
+        features = hmm_features(rows, volume, config)
+    cols = hmm.apply_models(features, models)
+    if len(features) != len(rows):
+        cols = cols.iloc[len(features) - len(rows):].reset_index(drop=True)
+    out = rows.copy()
+    for name in ("hmm_regime", "hmm_model_id", "hmm_state_probabilities"):
+        out[name] = _strings(cols[name].where(cols[name].notna(), None))
+    out["hmm_probability"] = pd.array(cols["hmm_probability"].to_numpy(), dtype="Float64")
+    conf = hmm.ensemble_confidence(
+        out["regime"].to_numpy(dtype=object, na_value=None),
+        out["regime_confidence"].to_numpy(dtype=np.float64, na_value=np.nan),
+        out["hmm_regime"].to_numpy(dtype=object, na_value=None),
+        out["hmm_probability"].to_numpy(dtype=np.float64, na_value=np.nan),
+        config.hmm.ensemble_weight)
+    out["regime_confidence"] = pd.array(conf, dtype="Float64")
+    return out
+
+
+def _one(symbol, interval, group, config, **slow):
     if interval not in INTERVAL_MINUTES:
         raise InputError("candles", f"unknown interval {interval!r}", symbol=symbol,
                          field="interval")
@@ -215,7 +264,7 @@ def _one(symbol, interval, group, config, **slow) -> tuple[pd.DataFrame, pd.Data
     columns["regime_duration_bars"] = np.where(np.isfinite(codes), ys[:, Y_DURATION], np.nan)
     for name in _RAW_COLUMNS:
         columns[name] = xs[:, X[name]]
-    return history_frame(columns), _transitions(symbol, interval, close_ms, ys)
+    return history_frame(columns), _transitions(symbol, interval, close_ms, ys), bars["volume"]
 
 
 def _transitions(symbol, interval, close_ms, ys) -> pd.DataFrame:

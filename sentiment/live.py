@@ -36,9 +36,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sentiment.config import PERIOD_MINUTES, Config
-from sentiment.history import history_frame
+from sentiment.history import history_frame, hmm_features, with_hmm
 from sentiment.models import HISTORY_COLUMNS
-from sentiment.pipeline import interval_delta, load_candles, load_inputs
+from sentiment.pipeline import (
+    ensure_models,
+    interval_delta,
+    load_candles,
+    load_inputs,
+    model_rows,
+)
 from sentiment.sources.bybit import BybitClient
 from sentiment.sources.fear_greed import FearGreedClient
 from sentiment.store import Slice, Store, named_queries
@@ -130,7 +136,7 @@ def ingest_new(store: Store, config: Config, bybit: BybitClient,
 # --------------------------------------------------------------------------- due rules
 
 
-def _final_until(newest: Newest, config: Config, symbol: str) -> dt.datetime:
+def final_until_of(newest: Newest, config: Config, symbol: str) -> dt.datetime:
     """The latest bar close whose slower sources have all published (FAR_FUTURE if none
     is awaited)."""
     ex = config.exchange_data
@@ -181,14 +187,14 @@ def _feed_inputs(tracker: MarketSentimentTracker, inputs: dict, since: dt.dateti
 def update_symbol_interval(store: Store, config: Config, symbol: str, interval: str,
                            final_until: dt.datetime) -> tuple[int, dt.datetime | None,
                                                                list[Slice], list[Slice],
-                                                               pd.DataFrame | None]:
+                                                               pd.DataFrame | None, list]:
     """Extend one tracker; returns (bars, last final close, history slices, transition
-    slices, tracker_state row)."""
+    slices, tracker_state row, newly trained HMM models)."""
     where = {"symbol": symbol, "interval": interval}
     state_rows = store.read("tracker_state", where=where)
     candles = load_candles(store, symbol, interval)
     if candles.empty:
-        return 0, None, [], [], None
+        return 0, None, [], [], None, []
     iv = interval_delta(interval)
     if state_rows.empty:
         tracker = MarketSentimentTracker(symbol, interval, config)
@@ -218,8 +224,10 @@ def update_symbol_interval(store: Store, config: Config, symbol: str, interval: 
             checkpoint = json.dumps(tracker.checkpoint(), allow_nan=False)
             checkpoint_time = snap.timestamp
     if not rows:
-        return 0, last_close, [], [], None
+        return 0, last_close, [], [], None, []
     history = history_frame({c: [r[c] for r in rows] for c in HISTORY_COLUMNS})
+    history, models = _with_hmm(store, config, symbol, interval, candles, history,
+                                last_close, checkpoint_time or last_close)
     trans = _transitions_from_rows(history, previous)
     trans_frame = pd.DataFrame(
         [{"symbol": symbol, "interval": interval, "timestamp": t, "from_regime": a,
@@ -232,7 +240,33 @@ def update_symbol_interval(store: Store, config: Config, symbol: str, interval: 
     if checkpoint is not None:
         state_row = pd.DataFrame([{"symbol": symbol, "interval": interval,
                                    "last_timestamp": checkpoint_time, "state": checkpoint}])
-    return len(rows), checkpoint_time or last_close, slices_h, slices_t, state_row
+    return len(rows), checkpoint_time or last_close, slices_h, slices_t, state_row, models
+
+
+def _with_hmm(store: Store, config: Config, symbol: str, interval: str,
+              candles: pd.DataFrame, new: pd.DataFrame, last_close: dt.datetime | None,
+              final: dt.datetime | None) -> tuple[pd.DataFrame, list]:
+    """The new rows with their HMM fields, computed exactly as a backfill does: features
+    over the whole stored history (the stored rows up to the checkpoint, then the new ones),
+    models for every boundary up to the last final bar (trained where missing)."""
+    if not config.hmm.enabled:
+        return new, []
+    cols = ["timestamp", "close", "funding_rate", "open_interest"]
+    stored = store.read("sentiment_history", end=last_close + _MS if last_close else None,
+                        where={"symbol": symbol, "interval": interval}
+                        ) if last_close is not None else None
+    parts = [new[cols]] if stored is None or stored.empty else [stored[cols], new[cols]]
+    rows = pd.concat(parts, ignore_index=True)
+    bars = candles.sort_values("open_time")
+    closes = pd.to_datetime(bars["open_time"]) + interval_delta(interval)
+    volume = pd.Series(bars["volume"].to_numpy(dtype=float), index=closes.to_numpy())
+    rows = rows.set_index("timestamp").reindex(volume.index).rename_axis("timestamp")
+    features = hmm_features(rows.reset_index(), volume.to_numpy(), config)
+    models, trained = ensure_models(store, config, symbol, interval, features, final)
+    first_new = pd.Timestamp(new["timestamp"].iloc[0])
+    older = [m for m in models if pd.Timestamp(m.train_end) < first_new]
+    use = older[-1:] + [m for m in models if pd.Timestamp(m.train_end) >= first_new]
+    return with_hmm(new, None, use, config, features=features), trained
 
 
 def _transitions_from_rows(history: pd.DataFrame, previous: str | None) -> list[tuple]:
@@ -259,13 +293,14 @@ def _live_update(store: Store, config: Config, bybit: BybitClient,
     now = _naive(bybit.server_time())
     result = LiveResult()
     result.ingested = ingest_new(store, config, bybit, fear_greed, now)
-    history, transitions, states = [], [], []
+    history, transitions, states, models = [], [], [], []
     newest = newest_rows(store)
     for symbol in config.symbols:
-        final_until = _final_until(newest, config, symbol)
+        final_until = final_until_of(newest, config, symbol)
         for interval in config.intervals:
-            n, final, sh, st, state = update_symbol_interval(store, config, symbol, interval,
-                                                             final_until)
+            n, final, sh, st, state, trained = update_symbol_interval(
+                store, config, symbol, interval, final_until)
+            models += trained
             result.bars[(symbol, interval)] = n
             result.final_until[(symbol, interval)] = final
             history += sh
@@ -278,6 +313,8 @@ def _live_update(store: Store, config: Config, bybit: BybitClient,
                     result.touched_dates.add(((pd.Timestamp(ts) - iv).strftime("%Y-%m-%d"),
                                               symbol))
     upsert = {"tracker_state": pd.concat(states, ignore_index=True)} if states else {}
+    if models:
+        upsert["hmm_models"] = model_rows(models)
     if history or upsert:
         store.write(replace={"sentiment_history": history, "regime_transitions": transitions},
                     upsert=upsert)

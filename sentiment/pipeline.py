@@ -9,12 +9,14 @@ was partitioned (DESIGN 8.4: it never touches the live ``tracker_state``).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from sentiment import hmm
 from sentiment.config import INTERVAL_MINUTES, Config
-from sentiment.history import compute_history_and_transitions
+from sentiment.history import compute_history_and_transitions, with_hmm
+from sentiment.history import hmm_features as hmm_features_of
 from sentiment.store import Slice, Store
 
 #: Slower inputs read for a symbol, with the ``compute_history`` argument each feeds.
@@ -61,31 +63,127 @@ def load_inputs(store: Store, config: Config, symbol: str, end=None, start=None
     return out
 
 
+def stored_models(store: Store, config: Config, symbol: str, interval: str
+                  ) -> dict[dt.datetime, hmm.RegimeModel]:
+    """Stored models of one symbol and interval trained with the current settings, by
+    training end."""
+    rows = store.read("hmm_models", where={"symbol": symbol, "interval": interval})
+    key = hmm.settings_of(config)
+    out = {}
+    for row in rows.to_dict("records"):
+        model = hmm.RegimeModel.from_row(row)
+        if model.settings == key:
+            out[pd.Timestamp(model.train_end).to_pydatetime()] = model
+    return out
+
+
+def ensure_models(store: Store, config: Config, symbol: str, interval: str,
+                  features: pd.DataFrame, upto: dt.datetime | None
+                  ) -> tuple[list[hmm.RegimeModel], list[hmm.RegimeModel]]:
+    """The walk-forward models for every boundary up to ``upto``: stored ones reused, the
+    missing ones trained. Returns (all models, newly trained ones to store)."""
+    if not config.hmm.enabled or features.empty or upto is None:
+        return [], []
+    have = stored_models(store, config, symbol, interval)
+    models, new = [], []
+    for boundary in hmm.boundaries(features.index[0], upto):
+        model = have.get(boundary)
+        if model is None:
+            model = hmm.train_at(features, boundary, config, symbol=symbol,
+                                 interval=interval)
+            if model is None:
+                continue
+            new.append(model)
+        models.append(model)
+    return models, new
+
+
+def model_rows(models: list[hmm.RegimeModel]) -> pd.DataFrame:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return pd.DataFrame([m.to_row(now) for m in models])
+
+
 @dataclass
 class BackfillResult:
     history: list[Slice]
     transitions: list[Slice]
     rows: int
+    models: list[hmm.RegimeModel] = field(default_factory=list)  # newly trained
 
 
 def backfill(store: Store, config: Config, symbol: str, start: dt.datetime,
              end: dt.datetime) -> BackfillResult:
     """``sentiment_history`` and ``regime_transitions`` slices for bars opened in
-    ``[start, end)``, every configured interval, computed from the first stored bar."""
+    ``[start, end)``, every configured interval, computed from the first stored bar, with
+    the HMM fields from the walk-forward models (trained here where not yet stored)."""
     # The last bars close up to one interval after ``end``: read what is usable by then
     # (compute_history itself keeps every bar to the data known at its close).
     longest = max(interval_delta(i) for i in config.intervals)
     inputs = load_inputs(store, config, symbol, end=end + longest + dt.timedelta(minutes=1))
-    history, transitions, rows = [], [], 0
+    result = BackfillResult([], [], 0)
     for interval in config.intervals:
         candles = load_candles(store, symbol, interval, end=end)
         lo, hi = start + interval_delta(interval), end + interval_delta(interval)
         frame, trans = compute_history_and_transitions(candles, config=config, **inputs)
+        if config.hmm.enabled and len(frame):
+            volume = candles.sort_values("open_time")["volume"].to_numpy(dtype=float)
+            features = hmm_features_of(frame, volume, config)
+            upto = pd.Timestamp(frame["timestamp"].iloc[-1]).to_pydatetime()
+            models, new = ensure_models(store, config, symbol, interval, features, upto)
+            result.models += new
+            frame = with_hmm(frame, volume, models, config, features=features)
         keep = (frame["timestamp"] >= lo) & (frame["timestamp"] < hi)
         frame = frame[keep.to_numpy()].reset_index(drop=True)
         tkeep = (trans["timestamp"] >= lo) & (trans["timestamp"] < hi)
         where = {"symbol": symbol, "interval": interval}
-        history.append(Slice(frame, lo, hi, where))
-        transitions.append(Slice(trans[tkeep.to_numpy()].reset_index(drop=True), lo, hi, where))
-        rows += len(frame)
-    return BackfillResult(history, transitions, rows)
+        result.history.append(Slice(frame, lo, hi, where))
+        result.transitions.append(
+            Slice(trans[tkeep.to_numpy()].reset_index(drop=True), lo, hi, where))
+        result.rows += len(frame)
+    return result
+
+
+@dataclass
+class Trained:
+    models: list[hmm.RegimeModel]
+    skipped: list[str]
+
+
+def train_latest(store: Store, config: Config) -> Trained:
+    """Train every symbol and interval's model at its newest boundary (what
+    ``hmm_retrain_schedule`` and an on-demand materialization do).
+
+    The boundary is the newest Monday 00:00 UTC up to which every input is in (the live
+    job's finality rule), so the model equals the one a later backfill trains there.
+    """
+    from sentiment.live import final_until_of, newest_rows
+
+    out = Trained([], [])
+    if not config.hmm.enabled:
+        out.skipped.append("hmm.enabled is false")
+        return out
+    newest = newest_rows(store)
+    for symbol in config.symbols:
+        final = final_until_of(newest, config, symbol)
+        inputs = load_inputs(store, config, symbol)
+        for interval in config.intervals:
+            candles = load_candles(store, symbol, interval)
+            if candles.empty:
+                out.skipped.append(f"{symbol} {interval}: no candles stored")
+                continue
+            frame, _ = compute_history_and_transitions(candles, config=config, **inputs)
+            volume = candles.sort_values("open_time")["volume"].to_numpy(dtype=float)
+            features = hmm_features_of(frame, volume, config)
+            last = min(pd.Timestamp(frame["timestamp"].iloc[-1]), pd.Timestamp(final))
+            bounds = hmm.boundaries(features.index[0], last.to_pydatetime())
+            if not bounds:
+                out.skipped.append(f"{symbol} {interval}: no Monday boundary in the data")
+                continue
+            model = hmm.train_at(features, bounds[-1], config, symbol=symbol,
+                                 interval=interval)
+            if model is None:
+                out.skipped.append(f"{symbol} {interval}: too few usable bars before "
+                                   f"{bounds[-1]:%Y-%m-%d}")
+                continue
+            out.models.append(model)
+    return out

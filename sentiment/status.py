@@ -75,6 +75,14 @@ def format_status(row: Mapping[str, Any]) -> str:
         f"{_signed(row.get('macro_sentiment'))}  Bar: {row['interval']} closed "
         f"{_time(row['timestamp'])} UTC"
     )
+    label = row.get("hmm_regime")
+    if _missing(label):
+        lines.append("  HMM: n/a (no model trained before this bar)")
+    else:
+        model = str(row.get("hmm_model_id") or "")
+        k = model.rsplit("-K", 1)[-1] if "-K" in model else "?"
+        lines.append(f"  HMM: {label} (p={float(row['hmm_probability']):.2f}, K={k}, "
+                     f"model {model})")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from orchestration.assets.market_data import WRITER_POOL
 from orchestration.partitions import group_partition_keys, market_data_partitions
 from orchestration.resources import StoreResource
 from sentiment.config import Config
-from sentiment.pipeline import backfill
+from sentiment.pipeline import backfill, model_rows, train_latest
 
 GROUP = "sentiment"
 
@@ -39,7 +39,7 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
         group_name=GROUP,
         kinds={"duckdb", "python"},
         deps=[
-            "candles", "funding_rates", "open_interest", "long_short_ratio",
+            "candles", "funding_rates", "open_interest", "long_short_ratio", "hmm_models",
             AssetDep("fear_greed",
                      partition_mapping=MultiToSingleDimensionPartitionMapping("date")),
         ],
@@ -47,20 +47,25 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
     def sentiment_history(context: AssetExecutionContext, store: StoreResource
                           ) -> MaterializeResult:
         db = store.store()
-        history, transitions, rows = [], [], 0
+        history, transitions, rows, models = [], [], 0, {}
         for run in group_partition_keys(list(context.partition_keys)):
             result = backfill(db, config, run.symbol, run.start, run.end)
             history += result.history
             transitions += result.transitions
             rows += result.rows
+            models.update({m.model_id: m for m in result.models})
             context.log.info(f"sentiment_history: {run.symbol} {run.start:%Y-%m-%d}.."
-                             f"{run.end:%Y-%m-%d}: {result.rows} row(s)")
-        db.write(replace={"sentiment_history": history, "regime_transitions": transitions})
+                             f"{run.end:%Y-%m-%d}: {result.rows} row(s), "
+                             f"{len(result.models)} HMM model(s) trained")
+        upsert = {"hmm_models": model_rows(list(models.values()))} if models else {}
+        db.write(replace={"sentiment_history": history, "regime_transitions": transitions},
+                 upsert=upsert)
         frames = [s.frame for s in history if len(s.frame)]
         combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         meta = {
             "dagster/row_count": MetadataValue.int(rows),
             "transitions": MetadataValue.int(sum(len(s.frame) for s in transitions)),
+            "hmm_models_trained": MetadataValue.int(len(models)),
         }
         if not combined.empty:
             meta["first"] = MetadataValue.text(str(combined["timestamp"].min()))
@@ -69,4 +74,36 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
             meta["regimes"] = MetadataValue.json({str(k): int(v) for k, v in regimes.items()})
         return MaterializeResult(metadata=meta)
 
-    return [sentiment_history]
+    @asset(
+        description="Gaussian HMM regime models per symbol and interval, trained on the last "
+        "hmm.window_bars bars closed by the newest Monday 00:00 UTC boundary of the stored "
+        "data whose inputs are all in (2-4 states by BIC, stable labels, JSON parameters).",
+        pool=WRITER_POOL,
+        group_name=GROUP,
+        kinds={"duckdb", "python"},
+        deps=["candles", "funding_rates", "open_interest"],
+    )
+    def hmm_models(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
+        db = store.store()
+        trained = train_latest(db, config)
+        if trained.models:
+            db.write(upsert={"hmm_models": model_rows(trained.models)})
+        for line in trained.skipped:
+            context.log.warning(line)
+        meta: dict = {"models": MetadataValue.int(len(trained.models))}
+        for m in trained.models:
+            summary = m.state_summary()
+            meta[f"{m.symbol} {m.interval}"] = MetadataValue.json({
+                "model_id": m.model_id, "n_states": m.n_states,
+                "bic": {str(k): round(v, 2) for k, v in m.bic.items()},
+                "labels": m.labels, "train_start": str(m.train_start),
+                "train_end": str(m.train_end), "n_train": m.n_train,
+                "state_means": {f"{k}:{row['label']}": {c[:-5]: row[c] for c in summary
+                                                        if c.endswith("_mean")}
+                                for k, row in summary.iterrows()},
+            })
+        if trained.skipped:
+            meta["skipped"] = MetadataValue.md("\n".join(f"- {s}" for s in trained.skipped))
+        return MaterializeResult(metadata=meta)
+
+    return [sentiment_history, hmm_models]

@@ -13,7 +13,7 @@ def test_definitions_names():
     repo = defs.get_repository_def()
     assets = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     assert assets == {"candles", "funding_rates", "open_interest", "long_short_ratio",
-                      "fear_greed", "sentiment_history"}
+                      "fear_greed", "sentiment_history", "hmm_models"}
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
     assert checks == {
         "candles_no_gaps", "candles_unique_keys", "candles_values_in_range",
@@ -24,9 +24,10 @@ def test_definitions_names():
         "sentiment_history_regimes_valid",
     }
     jobs = {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")}
-    assert jobs == {"market_data_job", "fear_greed_job", "sentiment_job", "live_update_job"}
+    assert jobs == {"market_data_job", "fear_greed_job", "sentiment_job", "hmm_retrain_job",
+                    "live_update_job"}
     assert {s.name for s in repo.schedule_defs} == {
-        "market_data_daily_schedule", "fear_greed_daily_schedule"
+        "market_data_daily_schedule", "fear_greed_daily_schedule", "hmm_retrain_schedule"
     }
     assert {s.name for s in repo.sensor_defs} == {"live_update_sensor"}
 

@@ -29,12 +29,16 @@ from sentiment.store import Store
 pytestmark = pytest.mark.integration
 
 START = dt.date(2022, 3, 1)
-LIVE_FROM = dt.datetime(2022, 3, 8)  # the live loop starts here and runs hour by hour
-LIVE_TO = dt.datetime(2022, 3, 9, 2)
+# The live loop runs hour by hour across the HMM retrain boundary of Monday 2022-03-07.
+LIVE_FROM = dt.datetime(2022, 3, 6, 20)
+LIVE_TO = dt.datetime(2022, 3, 8, 2)
 
 
 def _config():
-    return dataclasses.replace(load_config(), start_date=START)
+    # A short HMM window, so the boundary inside the live window has a model.
+    config = load_config()
+    hmm = dataclasses.replace(config.hmm, window_bars=150, min_bars=100)
+    return dataclasses.replace(config, start_date=START, hmm=hmm)
 
 
 def _defs(replay, db_path):
@@ -113,9 +117,20 @@ def test_live_bar_by_bar_equals_a_backfill(live_db, clean_replay, tmp_path):
                       "CASE interval WHEN '60' THEN INTERVAL 1 HOUR ELSE INTERVAL 4 HOUR END"
                       " < ?", [end.to_pydatetime()])
     theirs = backfill.read("sentiment_history")
-    assert len(theirs) == 8 * 30 * 2
+    assert len(theirs) == 7 * 30 * 2
     assert_tables_equal(mine[list(HISTORY_COLUMNS)], theirs)
-    assert mine["sentiment_score"].notna().sum() == 2 * (8 * 24 - 104)  # hourly, after warm-up
+    assert mine["sentiment_score"].notna().sum() == 2 * (7 * 24 - 104)  # hourly, after warm-up
+    # The hourly rows after the boundary carry the model trained on the bars before it.
+    hourly = theirs[theirs["interval"] == "60"]
+    after = hourly["timestamp"] > pd.Timestamp("2022-03-07")
+    assert hourly.loc[after, "hmm_regime"].notna().all()
+    assert hourly.loc[~after, "hmm_regime"].isna().all()
+    expected = hourly.loc[after, "symbol"] + "-60-20220307T0000-K"
+    assert all(m.startswith(e) for m, e in zip(hourly.loc[after, "hmm_model_id"], expected,
+                                               strict=True))
+    models = backfill.read("hmm_models")
+    assert set(models["model_id"]) == set(live.read("hmm_models")["model_id"])
+    assert (pd.to_datetime(models["train_end"]) == pd.Timestamp("2022-03-07")).all()
     t_live = live.query("SELECT * FROM regime_transitions WHERE timestamp <= ?",
                         [theirs["timestamp"].max().to_pydatetime()])
     assert_tables_equal(t_live, backfill.read("regime_transitions"))
@@ -294,3 +309,29 @@ def test_a_live_run_killed_inside_its_commit_writes_nothing_and_reruns_clean(cle
     assert len(history) == 9 * 30 * 2
     assert not history.duplicated(["symbol", "interval", "timestamp"]).any()
     assert len(store.read("tracker_state")) == 4
+
+
+def test_hmm_models_asset_retrains_the_newest_boundary_like_the_live_job(live_db,
+                                                                        clean_replay,
+                                                                        tmp_path):
+    import shutil
+
+    db = str(tmp_path / "retrain.duckdb")
+    shutil.copy(live_db, db)
+    before = Store(db).read("hmm_models")
+    result = _run(_defs(clean_replay, db), "hmm_retrain_job")
+    [event] = [e for e in result.get_asset_materialization_events()]
+    meta = event.materialization.metadata
+    summary = meta["BTCUSDT 60"].value
+    assert summary["model_id"].startswith("BTCUSDT-60-20220307T0000-K")
+    assert set(summary["bic"]) == {"2", "3", "4"}
+    assert str(summary["n_states"]) == summary["model_id"][-1]
+    assert len(summary["labels"]) == summary["n_states"] == len(summary["state_means"])
+    # The 4-hour bars are too few for a model: said, and nothing stored for them.
+    assert "too few" in meta["skipped"].value
+    after = Store(db).read("hmm_models")
+    assert not (after["interval"] == "240").any()
+    # Retraining gives the very model the live job trained at that boundary.
+    merged = before.merge(after, on="model_id", suffixes=("_live", "_asset"))
+    assert len(merged) == len(before) == len(after) == 2
+    assert (merged["params_live"] == merged["params_asset"]).all()
