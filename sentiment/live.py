@@ -262,8 +262,9 @@ def _with_hmm(store: Store, config: Config, symbol: str, interval: str,
     volume = pd.Series(bars["volume"].to_numpy(dtype=float), index=closes.to_numpy())
     rows = rows.set_index("timestamp").reindex(volume.index).rename_axis("timestamp")
     features = hmm_features(rows.reset_index(), volume.to_numpy(), config)
-    models, trained = ensure_models(store, config, symbol, interval, features, final)
     first_new = pd.Timestamp(new["timestamp"].iloc[0])
+    models, trained = ensure_models(store, config, symbol, interval, features, final,
+                                    since=first_new.to_pydatetime())
     older = [m for m in models if pd.Timestamp(m.train_end) < first_new]
     use = older[-1:] + [m for m in models if pd.Timestamp(m.train_end) >= first_new]
     return with_hmm(new, None, use, config, features=features), trained

@@ -63,11 +63,12 @@ def load_inputs(store: Store, config: Config, symbol: str, end=None, start=None
     return out
 
 
-def stored_models(store: Store, config: Config, symbol: str, interval: str
-                  ) -> dict[dt.datetime, hmm.RegimeModel]:
+def stored_models(store: Store, config: Config, symbol: str, interval: str,
+                  since: dt.datetime | None = None) -> dict[dt.datetime, hmm.RegimeModel]:
     """Stored models of one symbol and interval trained with the current settings, by
-    training end."""
-    rows = store.read("hmm_models", where={"symbol": symbol, "interval": interval})
+    training end (those ending at or after ``since`` when given)."""
+    rows = store.read("hmm_models", start=since,
+                      where={"symbol": symbol, "interval": interval})
     key = hmm.settings_of(config)
     out = {}
     for row in rows.to_dict("records"):
@@ -78,15 +79,24 @@ def stored_models(store: Store, config: Config, symbol: str, interval: str
 
 
 def ensure_models(store: Store, config: Config, symbol: str, interval: str,
-                  features: pd.DataFrame, upto: dt.datetime | None
+                  features: pd.DataFrame, upto: dt.datetime | None,
+                  since: dt.datetime | None = None
                   ) -> tuple[list[hmm.RegimeModel], list[hmm.RegimeModel]]:
     """The walk-forward models for every boundary up to ``upto``: stored ones reused, the
-    missing ones trained. Returns (all models, newly trained ones to store)."""
+    missing ones trained. Returns (all models, newly trained ones to store). With
+    ``since``, only the models rows closing after ``since`` can use: the last boundary
+    before it and every one after."""
     if not config.hmm.enabled or features.empty or upto is None:
         return [], []
-    have = stored_models(store, config, symbol, interval)
+    bounds = hmm.boundaries(features.index[0], upto)
+    if since is not None:
+        before = [b for b in bounds if b < pd.Timestamp(since)]
+        bounds = before[-1:] + [b for b in bounds if b >= pd.Timestamp(since)]
+    if not bounds:
+        return [], []
+    have = stored_models(store, config, symbol, interval, since=bounds[0])
     models, new = [], []
-    for boundary in hmm.boundaries(features.index[0], upto):
+    for boundary in bounds:
         model = have.get(boundary)
         if model is None:
             model = hmm.train_at(features, boundary, config, symbol=symbol,
