@@ -431,6 +431,17 @@ def boundaries(first: dt.datetime, last: dt.datetime) -> list[dt.datetime]:
     return out
 
 
+def boundaries_since(first: dt.datetime, last: dt.datetime,
+                     since: dt.datetime | None = None) -> list[dt.datetime]:
+    """The boundaries of :func:`boundaries` whose models rows closing at or after ``since``
+    can use: the last one before ``since`` and every one after (all when None)."""
+    bounds = boundaries(first, last)
+    if since is None:
+        return bounds
+    before = [b for b in bounds if b < pd.Timestamp(since)]
+    return before[-1:] + [b for b in bounds if b >= pd.Timestamp(since)]
+
+
 def settings_of(config) -> dict:
     """The settings a stored model must have been trained with to be reused."""
     h = config.hmm

@@ -31,10 +31,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import pandas as pd
 
+from sentiment import hmm
 from sentiment.config import PERIOD_MINUTES, Config
 from sentiment.history import history_frame, hmm_features, with_hmm
 from sentiment.models import HISTORY_COLUMNS
@@ -53,6 +57,7 @@ from sentiment.tracker import MarketSentimentTracker
 FUNDING_INTERVAL = dt.timedelta(hours=8)  # Bybit's settlement interval for BTC/ETH perpetuals
 FAR_FUTURE = dt.datetime(2200, 1, 1)
 _MS = dt.timedelta(milliseconds=1)
+FETCH_WORKERS = 8  # concurrent requests of one live update
 
 
 @dataclass
@@ -92,40 +97,54 @@ def newest_rows(store: Store) -> Newest:
 
 def ingest_new(store: Store, config: Config, bybit: BybitClient,
                fear_greed: FearGreedClient | None, now: dt.datetime) -> dict[str, int]:
-    """Fetch and store everything published since the newest stored row, up to ``now``."""
+    """Fetch and store everything published since the newest stored row, up to ``now``.
+
+    The requests go out concurrently (each client's rate limit still holds); the rows are
+    stored in one transaction once every request has answered, so a failed request stores
+    nothing.
+    """
     start_default = dt.datetime.combine(config.start_date, dt.time())
     ex = config.exchange_data
     newest = newest_rows(store)
-    upserts: dict[str, list[pd.DataFrame]] = {}
+
+    def since(key, step):
+        last = newest.get(key)
+        return last + step if last else start_default
+
+    fetches: list[tuple[str, Callable[[], pd.DataFrame]]] = []
     for symbol in config.symbols:
         for interval in config.intervals:
-            last = newest.get(("candles", symbol, interval))
-            start = last + interval_delta(interval) if last else start_default
-            upserts.setdefault("candles", []).append(bybit.klines(symbol, interval, start, now))
+            start = since(("candles", symbol, interval), interval_delta(interval))
+            fetches.append(("candles", partial(bybit.klines, symbol, interval, start, now)))
         if ex.funding_rate:
-            last = newest.get(("funding_rates", symbol, None))
-            start = last + _MS if last else start_default
-            upserts.setdefault("funding_rates", []).append(
-                bybit.funding_history(symbol, start, now))
+            start = since(("funding_rates", symbol, None), _MS)
+            fetches.append(("funding_rates",
+                            partial(bybit.funding_history, symbol, start, now)))
         if ex.open_interest:
             code = ex.open_interest_interval
-            last = newest.get(("open_interest", symbol, code))
-            start = last + _MS if last else start_default
-            upserts.setdefault("open_interest", []).append(
-                bybit.open_interest(symbol, code, start, now))
+            start = since(("open_interest", symbol, code), _MS)
+            fetches.append(("open_interest",
+                            partial(bybit.open_interest, symbol, code, start, now)))
         if ex.long_short_ratio:
             code = ex.long_short_period
-            last = newest.get(("long_short_ratio", symbol, code))
-            start = last + _MS if last else start_default
-            upserts.setdefault("long_short_ratio", []).append(
-                bybit.long_short_ratio(symbol, code, start, now))
+            start = since(("long_short_ratio", symbol, code), _MS)
+            fetches.append(("long_short_ratio",
+                            partial(bybit.long_short_ratio, symbol, code, start, now)))
     if fear_greed is not None and config.external_data.fear_greed:
         # API limit: no date range; the newest day is one row, the history ~3000.
         if ("fear_greed", None, None) in newest:
-            days = fear_greed.latest()
+            fetches.append(("fear_greed", fear_greed.latest))
         else:
-            days = fear_greed.history(start_default, now)
-        upserts["fear_greed"] = [days[days["ts"] <= pd.Timestamp(now)]]
+            fetches.append(("fear_greed", partial(fear_greed.history, start_default, now)))
+    with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(fetches) or 1),
+                            thread_name_prefix="ingest") as pool:
+        futures = [(table, pool.submit(fetch)) for table, fetch in fetches]
+        upserts: dict[str, list[pd.DataFrame]] = {}
+        for table, future in futures:
+            frame = future.result()
+            if table == "fear_greed":
+                frame = frame[frame["ts"] <= pd.Timestamp(now)]
+            upserts.setdefault(table, []).append(frame)
     frames = {t: pd.concat([f for f in fs if len(f)], ignore_index=True)
               for t, fs in upserts.items() if any(len(f) for f in fs)}
     if frames:
@@ -246,23 +265,38 @@ def update_symbol_interval(store: Store, config: Config, symbol: str, interval: 
 def _with_hmm(store: Store, config: Config, symbol: str, interval: str,
               candles: pd.DataFrame, new: pd.DataFrame, last_close: dt.datetime | None,
               final: dt.datetime | None) -> tuple[pd.DataFrame, list]:
-    """The new rows with their HMM fields, computed exactly as a backfill does: features
-    over the whole stored history (the stored rows up to the checkpoint, then the new ones),
-    models for every boundary up to the last final bar (trained where missing)."""
+    """The new rows with their HMM fields, computed exactly as a backfill does: models for
+    every boundary up to the last final bar (trained where missing), features from the
+    stored rows up to the checkpoint, then the new ones.
+
+    Only the rows those models read are loaded: every feature at a bar uses at most
+    ``max(volatility_window, volume_window) + 1`` bars back, and a model is trained on, and
+    filters from, the last ``window_bars`` bars up to its boundary.
+    """
     if not config.hmm.enabled:
         return new, []
-    cols = ["timestamp", "close", "funding_rate", "open_interest"]
-    stored = store.read("sentiment_history", end=last_close + _MS if last_close else None,
-                        where={"symbol": symbol, "interval": interval}
-                        ) if last_close is not None else None
-    parts = [new[cols]] if stored is None or stored.empty else [stored[cols], new[cols]]
-    rows = pd.concat(parts, ignore_index=True)
-    bars = candles.sort_values("open_time")
-    closes = pd.to_datetime(bars["open_time"]) + interval_delta(interval)
-    volume = pd.Series(bars["volume"].to_numpy(dtype=float), index=closes.to_numpy())
-    rows = rows.set_index("timestamp").reindex(volume.index).rename_axis("timestamp")
-    features = hmm_features(rows.reset_index(), volume.to_numpy(), config)
+    h = config.hmm
+    bars = candles.sort_values("open_time", ignore_index=True)
+    closes = pd.DatetimeIndex(pd.to_datetime(bars["open_time"]) + interval_delta(interval))
     first_new = pd.Timestamp(new["timestamp"].iloc[0])
+    first = 0
+    if final is not None:
+        bounds = hmm.boundaries_since(closes[0], final, first_new.to_pydatetime())
+        if bounds:
+            upto = int(closes.searchsorted(pd.Timestamp(bounds[0]), side="right"))
+            warmup = max(h.volatility_window, h.volume_window) + 1
+            first = max(0, upto - h.window_bars - warmup)
+    cols = ["timestamp", "close", "funding_rate", "open_interest"]
+    parts = [new[cols]]
+    if last_close is not None and closes[first] <= pd.Timestamp(last_close):
+        stored = store.read("sentiment_history", start=closes[first],
+                            end=last_close + _MS, columns=cols,
+                            where={"symbol": symbol, "interval": interval})
+        parts.insert(0, stored)
+    rows = pd.concat(parts, ignore_index=True)
+    closes, bars = closes[first:], bars.iloc[first:]
+    rows = rows.set_index("timestamp").reindex(closes).rename_axis("timestamp")
+    features = hmm_features(rows.reset_index(), bars["volume"].to_numpy(dtype=float), config)
     models, trained = ensure_models(store, config, symbol, interval, features, final,
                                     since=first_new.to_pydatetime())
     older = [m for m in models if pd.Timestamp(m.train_end) < first_new]

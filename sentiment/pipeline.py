@@ -88,10 +88,7 @@ def ensure_models(store: Store, config: Config, symbol: str, interval: str,
     before it and every one after."""
     if not config.hmm.enabled or features.empty or upto is None:
         return [], []
-    bounds = hmm.boundaries(features.index[0], upto)
-    if since is not None:
-        before = [b for b in bounds if b < pd.Timestamp(since)]
-        bounds = before[-1:] + [b for b in bounds if b >= pd.Timestamp(since)]
+    bounds = hmm.boundaries_since(features.index[0], upto, since)
     if not bounds:
         return [], []
     have = stored_models(store, config, symbol, interval, since=bounds[0])

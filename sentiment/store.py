@@ -392,10 +392,15 @@ class Store:
         start: Any = None,
         end: Any = None,
         where: Mapping[str, Any | Sequence[Any]] | None = None,
+        columns: Sequence[str] | None = None,
         read_only: bool = False,
     ) -> pd.DataFrame:
-        """Rows of ``table`` with the time column in ``[start, end)``, ordered by key."""
+        """Rows of ``table`` with the time column in ``[start, end)``, ordered by key (only
+        ``columns`` when given)."""
         spec = _spec(table)
+        for column in columns or ():
+            if column not in spec.all_columns:
+                raise StoreError(f"{table}: unknown column {column!r}")
         conditions: list[str] = []
         params: list[Any] = []
         if start is not None:
@@ -410,7 +415,8 @@ class Store:
             values = list(value) if isinstance(value, list | tuple | set) else [value]
             conditions.append(f'"{column}" IN ({", ".join("?" for _ in values)})')
             params.extend(values)
-        sql = f'SELECT * FROM "{table}"'
+        selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        sql = f'SELECT {selected} FROM "{table}"'
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY " + ", ".join(f'"{c}"' for c in spec.key)

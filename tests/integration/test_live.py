@@ -335,3 +335,35 @@ def test_hmm_models_asset_retrains_the_newest_boundary_like_the_live_job(live_db
     merged = before.merge(after, on="model_id", suffixes=("_live", "_asset"))
     assert len(merged) == len(before) == len(after) == 2
     assert (merged["params_live"] == merged["params_asset"]).all()
+
+
+def test_a_failed_request_among_the_concurrent_fetches_stores_nothing(clean_replay,
+                                                                      tmp_path):
+    from sentiment.errors import SourceBlockedError
+    from sentiment.live import live_update
+    from sentiment.sources.bybit import BybitClient
+    from sentiment.sources.fear_greed import FearGreedClient
+
+    store = Store(str(tmp_path / "fetch_fault.duckdb"))
+    config = dataclasses.replace(load_config(), start_date=dt.date(2022, 3, 8))
+    clients = (BybitClient(clean_replay.base_url),
+               FearGreedClient(clean_replay.fear_greed_url))
+    clean_replay.set_clock(dt.datetime(2022, 3, 10))
+    live_update(store, config, *clients)
+    tables = ["candles", "funding_rates", "open_interest", "long_short_ratio", "fear_greed",
+              "sentiment_history", "tracker_state"]
+    before = {t: store.read(t) for t in tables}
+    clean_replay.set_clock(dt.datetime(2022, 3, 10, 6, 0, 30))
+    clean_replay.inject("/v5/market/open-interest", "http_403", count=1,
+                        match={"symbol": "ETHUSDT"})
+    with pytest.raises(SourceBlockedError, match="ETHUSDT"):
+        live_update(store, config, *clients)
+    # The other requests of that update answered, yet nothing of it was stored.
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(store.read(table), frame, obj=table)
+    clean_replay.clear_faults()
+    live_update(store, config, *clients)
+    assert len(store.read("candles")) == len(before["candles"]) + 2 * (6 + 1)
+    newest = store.read("sentiment_history").groupby(["symbol", "interval"])["timestamp"].max()
+    assert newest[("BTCUSDT", "60")] == pd.Timestamp("2022-03-10 06:00")
+    assert newest[("ETHUSDT", "240")] == pd.Timestamp("2022-03-10 04:00")

@@ -68,6 +68,17 @@ def test_upsert_twice_leaves_the_same_rows(store):
     assert stored["close"].iloc[5:].tolist() == frame["close"].iloc[5:].tolist()
 
 
+def test_read_selects_columns_within_the_time_range(store):
+    store.write(upsert={"candles": candles("BTCUSDT", "2022-01-01", 6)})
+    part = store.read("candles", start="2022-01-01 02:00", end="2022-01-01 04:00",
+                      columns=["open_time", "close"])
+    assert list(part.columns) == ["open_time", "close"]
+    assert list(part["open_time"]) == list(pd.date_range("2022-01-01 02:00", periods=2,
+                                                         freq="h"))
+    with pytest.raises(StoreError, match="candles: unknown column 'nope'"):
+        store.read("candles", columns=["close", "nope"])
+
+
 def test_upsert_refuses_duplicate_keys_in_one_frame(store):
     frame = candles("BTCUSDT", "2022-01-01", 3)
     with pytest.raises(StoreError, match="duplicate primary keys"):
