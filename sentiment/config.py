@@ -129,6 +129,17 @@ class HMMConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    # How often an open page re-reads the database.
+    refresh_seconds: int = 10
+    # The history shown when no range is chosen: the last default_days of stored data.
+    default_days: int = 30
+    # A symbol's latest row is flagged stale once its bar closed more than this many
+    # intervals before the exchange's clock.
+    stale_after_bars: int = 2
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     timeout_seconds: float = 10.0
     max_retries: int = 5
@@ -152,6 +163,7 @@ class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     hmm: HMMConfig = field(default_factory=HMMConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     path: str | None = None
 
     def interval_minutes(self, interval: str) -> int:
@@ -405,6 +417,10 @@ def _validate(raw: Any, path: str | None) -> Config:
                                                             maximum=30.0)},
     )
     out["hmm"] = _hmm_section(data.get("hmm"), f"{k}.hmm", path)
+    out["dashboard"] = _section(
+        data.get("dashboard"), DashboardConfig, f"{k}.dashboard", path,
+        {"refresh_seconds": pos_int, "default_days": pos_int, "stale_after_bars": pos_int},
+    )
     return Config(**out)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 from sentiment.layout import (
@@ -222,3 +223,34 @@ def composite(p, trend, momentum, volatility, flow, exchange, macro):
     score = clip(num / den, -1.0, 1.0)
     confidence = clip((1.0 + modifier) * den / total, 0.0, 1.0)
     return score, confidence
+
+
+#: ``sentiment_history`` sub-score columns, in the composite's order, by weight name.
+SUBSCORE_COLUMNS: dict[str, str] = {
+    "trend": "trend_score",
+    "momentum": "momentum_score",
+    "volatility": "volatility_score",
+    "volume_flow": "volume_flow_score",
+    "exchange": "exchange_sentiment",
+    "macro": "macro_sentiment",
+}
+
+
+def contributions(subscores: dict[str, np.ndarray], weights: dict[str, float]
+                  ) -> dict[str, np.ndarray]:
+    """Each tier's share of the composite per row, as :func:`composite` forms it: weight x
+    sub-score (the volatility tier through :func:`volatility_modifier`) over the weights of
+    the tiers that had data. Stacked, they add up to the composite (before its clip to
+    [-1, 1]); a tier without data contributes 0. Keys and arrays as in ``subscores``.
+    """
+    values = {name: np.asarray(subscores[name], dtype=np.float64) for name in SUBSCORE_COLUMNS}
+    terms = dict(values)
+    terms["volatility"] = -np.maximum(0.0, values["volatility"] - 0.5)  # volatility_modifier
+    present = {name: ~np.isnan(v) for name, v in values.items()}
+    for core in ("trend", "momentum", "volatility", "volume_flow"):
+        present[core] = np.ones_like(values[core], dtype=bool)  # always in the denominator
+    den = sum(weights[name] * present[name] for name in SUBSCORE_COLUMNS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {name: np.where(present[name] & ~np.isnan(terms[name]),
+                               weights[name] * np.nan_to_num(terms[name]) / den, 0.0)
+                for name in SUBSCORE_COLUMNS}

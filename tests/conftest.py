@@ -37,3 +37,45 @@ def clean_replay(replay):
 @pytest.fixture
 def db_path(tmp_path):
     return str(tmp_path / "sentiment.duckdb")
+
+
+#: The window of the dashboard's test database: long enough for HMM models on 1h bars.
+DASHBOARD_FIRST, DASHBOARD_LAST = "2022-03-01", "2022-03-31"
+
+
+def build_database(replay, db_path: str, first: str, last: str) -> None:
+    """Market data, Fear & Greed and sentiment_history (with HMM models) for both symbols
+    over [first, last], through the real Dagster jobs against the replay exchange."""
+    import dataclasses
+
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import build_definitions
+    from sentiment.config import load_config
+    from sentiment.settings import get_settings
+
+    settings = dataclasses.replace(get_settings(), db_path=db_path,
+                                   bybit_base_url=replay.base_url,
+                                   fear_greed_url=replay.fear_greed_url)
+    config = load_config()
+    # A short HMM window, so a month of 1h bars has weekly models.
+    config = dataclasses.replace(config, hmm=dataclasses.replace(
+        config.hmm, window_bars=200, min_bars=150))
+    defs = build_definitions(config, settings)
+    pairs = {"dagster/asset_partition_range_start": f"{first}|BTCUSDT",
+             "dagster/asset_partition_range_end": f"{last}|ETHUSDT"}
+    days = {"dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last}
+    for job, tags in (("market_data_job", pairs), ("fear_greed_job", days),
+                      ("sentiment_job", pairs)):
+        result = defs.resolve_job_def(job).execute_in_process(
+            tags=tags, instance=DagsterInstance.ephemeral(), raise_on_error=True)
+        assert result.success, job
+
+
+@pytest.fixture(scope="session")
+def dashboard_db(replay, tmp_path_factory):
+    """A database the dashboard tests only read (copy it to change it)."""
+    db = str(tmp_path_factory.mktemp("dashboard") / "sentiment.duckdb")
+    build_database(replay, db, DASHBOARD_FIRST, DASHBOARD_LAST)
+    return db

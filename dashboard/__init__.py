@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (read-only): ``streamlit run dashboard/app.py``."""

@@ -1,0 +1,45 @@
+"""Exchange and macro: funding, open interest, long/short ratio and Fear & Greed over time,
+with the thresholds the sentiment engine reads them by."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, controls, queries
+
+settings, config = queries.context()
+st.title("Exchange and macro data")
+try:
+    extents = queries.extents(settings.db_path)
+except queries.NoData as exc:
+    controls.explain_no_data(str(exc), settings.db_path)
+    st.stop()
+except queries.Busy as exc:
+    controls.explain_busy(str(exc))
+    st.stop()
+
+symbol = controls.symbol(sorted(extents["symbol"].unique()))
+mine = extents[extents["symbol"] == symbol]
+start, end = controls.time_range(pd.Timestamp(mine["first"].min()),
+                                 pd.Timestamp(mine["last"].max()),
+                                 config.dashboard.default_days)
+ex = config.exchange_data
+
+
+@st.fragment(run_every=config.dashboard.refresh_seconds)
+def exchange() -> None:
+    try:
+        frames = queries.exchange(settings.db_path, symbol, ex.open_interest_interval,
+                                  ex.long_short_period, start, end)
+    except queries.Busy as exc:
+        controls.explain_busy(str(exc))
+        return
+    st.caption(f"{symbol}: open interest every {ex.open_interest_interval}, long/short "
+               f"every {ex.long_short_period}, funding per settlement, Fear & Greed daily. "
+               "Dashed lines: the levels the exchange and macro scores treat as crowded or "
+               "extreme.")
+    st.plotly_chart(charts.exchange(frames["funding"], frames["open_interest"],
+                                    frames["long_short"], frames["fear_greed"]),
+                    key="exchange")
+
+
+exchange()

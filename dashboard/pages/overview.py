@@ -1,0 +1,92 @@
+"""Overview: the current state of every symbol at a glance."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, controls, queries
+from sentiment.config import INTERVAL_MINUTES
+from sentiment.models import sentiment_label
+from sentiment.status import fear_greed_class
+
+settings, config = queries.context()
+st.title("Market sentiment")
+interval = controls.interval(list(config.intervals))
+
+
+def _pct(value, fmt):
+    return "n/a" if pd.isna(value) else format(float(value), fmt)
+
+
+def _age(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h" if hours < 48 else f"{hours // 24} d"
+
+
+def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool) -> None:
+    with st.container(border=True):
+        st.subheader(row["symbol"])
+        age = (now - pd.Timestamp(row["timestamp"])).total_seconds()
+        limit = config.dashboard.stale_after_bars * INTERVAL_MINUTES[interval] * 60
+        clock = "exchange clock" if clock_ok else "this machine's clock (exchange unreachable)"
+        closed = f"{pd.Timestamp(row['timestamp']):%Y-%m-%d %H:%M} UTC"
+        if age > limit:
+            st.error(f"Stale: the latest bar closed {closed}, {_age(age)} ago by the {clock}.",
+                     icon=":material/schedule:")
+        else:
+            st.caption(f"Latest bar closed {closed}, {_age(max(age, 0))} ago ({clock}).")
+        left, right = st.columns([1, 1])
+        with left:
+            score = float(row["sentiment_score"]) if not pd.isna(row["sentiment_score"]) \
+                else float("nan")
+            st.plotly_chart(charts.gauge(score, sentiment_label(score)),
+                            key=f"gauge-{row['symbol']}", config={"displayModeBar": False})
+            regime = row["regime"]
+            if pd.isna(regime):
+                st.metric("Regime", "warming up")
+            else:
+                st.metric("Regime", str(regime).replace("_", " ").upper(),
+                          f"{int(row['regime_duration_bars'])} bars, confidence "
+                          f"{float(row['regime_confidence']):.2f}", delta_color="off")
+            st.caption(f"Sentiment confidence {_pct(row['confidence'], '.2f')}")
+        with right:
+            st.plotly_chart(charts.subscores(row), key=f"tiers-{row['symbol']}",
+                            config={"displayModeBar": False})
+        a, b, c, d, e = st.columns(5)
+        funding = row["funding_rate"]
+        a.metric("Funding", "n/a" if pd.isna(funding) else f"{float(funding) * 100:+.4f}%")
+        b.metric("OI change", _pct(row["open_interest_delta_pct"], "+.2f") + " %")
+        c.metric("Long share", _pct(row["long_short_ratio"], ".2f"))
+        fng = row["fear_greed_index"]
+        d.metric("Fear & Greed", "n/a" if pd.isna(fng) else f"{int(fng)}",
+                 None if pd.isna(fng) else fear_greed_class(float(fng)), delta_color="off")
+        hmm_label = row["hmm_regime"]
+        e.metric("HMM", "n/a" if pd.isna(hmm_label) else str(hmm_label).replace("_", " "),
+                 None if pd.isna(hmm_label) else f"p = {float(row['hmm_probability']):.2f}",
+                 delta_color="off")
+
+
+@st.fragment(run_every=config.dashboard.refresh_seconds)
+def overview() -> None:
+    try:
+        data = queries.overview(settings.db_path, interval)
+    except queries.NoData as exc:
+        controls.explain_no_data(str(exc), settings.db_path)
+        return
+    except queries.Busy as exc:
+        controls.explain_busy(str(exc))
+        return
+    now, clock_ok = queries.source_now(settings.bybit_base_url)
+    rows = {r["symbol"]: r for r in data.latest.to_dict("records")}
+    columns = st.columns(max(1, len(config.symbols)))
+    for column, name in zip(columns, config.symbols, strict=True):
+        with column:
+            if name in rows:
+                symbol_card(rows[name], now, clock_ok)
+            else:
+                st.info(f"No {name} rows at this interval yet.")
+
+
+overview()

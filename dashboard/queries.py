@@ -1,0 +1,130 @@
+"""Everything the dashboard reads, and its caching.
+
+DuckDB lets one process write a file or many processes read it, never both at once. The
+pipeline's writers retry a locked file with backoff, so the dashboard must never keep a
+connection open: each page read opens one read-only connection, runs its queries, and closes
+it within milliseconds (retrying while a writer commits). Results are cached for part of the
+refresh period with ``st.cache_data``. The SQL is in ``sql/dashboard.sql``; values are bound
+as parameters, never formatted into it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+import streamlit as st
+
+from sentiment.config import INTERVAL_MINUTES, Config, load_config
+from sentiment.errors import SentimentError
+from sentiment.settings import Settings, get_settings
+from sentiment.sources.bybit import BybitClient
+from sentiment.store import Store, named_queries
+
+SQL = named_queries("dashboard.sql")
+#: How long a read waits for a writer to finish committing before the page says so.
+LOCK_TIMEOUT_S = 10.0
+#: How long a result is reused (by every open page) before the database is read again.
+CACHE_TTL_S = 2
+#: How long the exchange clock is trusted before it is asked again.
+CLOCK_TTL_S = 5
+
+
+class NoData(Exception):
+    """The database is missing or holds no history yet; the message says what to run."""
+
+
+class Busy(Exception):
+    """A writer held the database longer than :data:`LOCK_TIMEOUT_S`."""
+
+
+def context() -> tuple[Settings, Config]:
+    """The process settings (where the database and the exchange are) and the validated
+    configuration; read at every page run, so a configuration error shows at once."""
+    return get_settings(), load_config()
+
+
+def _read(db_path: str, queries: list[tuple[str, list]]) -> list[pd.DataFrame]:
+    store = Store(db_path, lock_timeout=LOCK_TIMEOUT_S)
+    try:
+        with store.connect(read_only=True) as conn:
+            return [conn.execute(SQL[name], params).df() for name, params in queries]
+    except FileNotFoundError:
+        raise NoData(f"No database at {db_path} yet.") from None
+    except duckdb.CatalogException:
+        raise NoData(f"The database {db_path} has no sentiment tables yet.") from None
+    except SentimentError as exc:  # the lock wait ran out
+        raise Busy(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Overview:
+    extents: pd.DataFrame  # symbol, interval, first, last, bars
+    latest: pd.DataFrame   # the newest sentiment_history row per symbol at the interval
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def overview(db_path: str, interval: str) -> Overview:
+    extents, latest = _read(db_path, [("extents", []), ("latest", [interval])])
+    if extents.empty:
+        raise NoData(f"The database {db_path} holds no sentiment history yet.")
+    return Overview(extents, latest)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def extents(db_path: str) -> pd.DataFrame:
+    (frame,) = _read(db_path, [("extents", [])])
+    if frame.empty:
+        raise NoData(f"The database {db_path} holds no sentiment history yet.")
+    return frame
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def history(db_path: str, symbol: str, interval: str, start: dt.datetime,
+            end: dt.datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows with their bar's OHLC, regime transitions) of the bars opened in [start, end)."""
+    rows, transitions = _read(db_path, [
+        ("history", [INTERVAL_MINUTES[interval], symbol, interval, start, end]),
+        ("transitions", [symbol, interval, start, end]),
+    ])
+    return rows, transitions
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def exchange(db_path: str, symbol: str, oi_interval: str, ls_period: str, start: dt.datetime,
+             end: dt.datetime) -> dict[str, pd.DataFrame]:
+    """Funding, open interest, long/short buy ratio and Fear & Greed in [start, end)."""
+    names = ("funding", "open_interest", "long_short", "fear_greed")
+    frames = _read(db_path, [
+        ("funding", [symbol, start, end]),
+        ("open_interest", [symbol, oi_interval, start, end]),
+        ("long_short", [symbol, ls_period, start, end]),
+        ("fear_greed", [start, end]),
+    ])
+    return dict(zip(names, frames, strict=True))
+
+
+@st.cache_data(ttl=CLOCK_TTL_S, show_spinner=False)
+def source_now(base_url: str) -> tuple[pd.Timestamp, bool]:
+    """The exchange's clock (the replay exchange reports its own), and whether it answered;
+    this machine's UTC clock when it did not."""
+    client = BybitClient(base_url, timeout=2.0, max_retries=0)
+    try:
+        return client.server_time(), True
+    except (SentimentError, OSError):
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        return pd.Timestamp(now), False
+    finally:
+        client.close()
+
+
+def state_probabilities(frame: pd.DataFrame) -> pd.DataFrame:
+    """The HMM label probabilities of each row (``hmm_state_probabilities`` JSON) as one
+    column per label, indexed by bar close; rows without a model are left out."""
+    values = frame["hmm_state_probabilities"]
+    keep = values.notna()
+    parsed = [json.loads(v) for v in values[keep]]
+    return pd.DataFrame(parsed, index=pd.DatetimeIndex(frame.loc[keep, "timestamp"]))

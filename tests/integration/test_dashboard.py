@@ -1,0 +1,194 @@
+"""The Streamlit dashboard through streamlit.testing's AppTest, over a real database built
+from the recorded data: every page renders, the selectors change what is shown and live in
+the URL, an empty or missing database explains itself, and reading never blocks a writer."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from sentiment.store import Store
+
+pytestmark = pytest.mark.integration
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+PAGES = ("pages/overview.py", "pages/history.py", "pages/exchange.py")
+
+
+@pytest.fixture
+def app(dashboard_db, clean_replay, monkeypatch):
+    monkeypatch.setenv("SENTIMENT_DB", dashboard_db)
+    monkeypatch.setenv("BYBIT_BASE_URL", clean_replay.base_url)
+    st.cache_data.clear()
+
+    def make(page: str = PAGES[0], **params) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=60)
+        for key, value in params.items():
+            at.query_params[key] = value
+        at.run()
+        if page != PAGES[0]:
+            at.switch_page(page)
+            at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    yield make
+    st.cache_data.clear()
+
+
+def _latest(db: str, interval: str) -> dict[str, dict]:
+    frame = Store(db).query("SELECT * FROM latest_sentiment WHERE interval = ?", [interval])
+    return {r["symbol"]: r for r in frame.to_dict("records")}
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _values(array) -> np.ndarray:
+    """A Plotly JSON array: a list, or typed-array base64 ({"dtype", "bdata"})."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array)
+
+
+def test_overview_shows_each_symbols_latest_snapshot(app, dashboard_db):
+    at = app()
+    latest = _latest(dashboard_db, "60")
+    regimes = [m for m in at.metric if m.label == "Regime"]
+    assert [m.value for m in regimes] == [
+        latest[s]["regime"].replace("_", " ").upper() for s in ("BTCUSDT", "ETHUSDT")]
+    assert [m.delta for m in regimes] == [
+        f"{latest[s]['regime_duration_bars']} bars, confidence "
+        f"{latest[s]['regime_confidence']:.2f}" for s in ("BTCUSDT", "ETHUSDT")]
+    gauges = [c for c in _charts(at) if c["data"][0]["type"] == "indicator"]
+    assert [g["data"][0]["value"] for g in gauges] == pytest.approx(
+        [latest[s]["sentiment_score"] for s in ("BTCUSDT", "ETHUSDT")])
+    hmm = [m for m in at.metric if m.label == "HMM"]
+    assert [m.delta for m in hmm] == [f"p = {latest[s]['hmm_probability']:.2f}"
+                                      for s in ("BTCUSDT", "ETHUSDT")]
+    fng = [m for m in at.metric if m.label == "Fear & Greed"]
+    assert fng[0].value == str(int(latest["BTCUSDT"]["fear_greed_index"]))
+    # The replay clock stands at the end of 2022, long after these rows: flagged stale.
+    assert len(at.error) == 2 and all("Stale" in e.value for e in at.error)
+
+
+def test_stale_flag_follows_the_exchange_clock(app, clean_replay, dashboard_db):
+    last = max(r["timestamp"] for r in _latest(dashboard_db, "60").values())
+    clean_replay.set_clock(last + dt.timedelta(minutes=10))
+    at = app()
+    assert not at.error
+    assert all("10 min ago (exchange clock)" in c.value for c in at.caption
+               if c.value.startswith("Latest bar closed"))
+
+
+def test_interval_selector_changes_the_overview_and_the_url(app, dashboard_db):
+    at = app()
+    at.sidebar.selectbox[0].set_value("240").run()
+    assert at.query_params["interval"] == "240"
+    latest = _latest(dashboard_db, "240")
+    gauges = [c for c in _charts(at) if c["data"][0]["type"] == "indicator"]
+    assert [g["data"][0]["value"] for g in gauges] == pytest.approx(
+        [latest[s]["sentiment_score"] for s in ("BTCUSDT", "ETHUSDT")])
+
+
+def test_history_page_follows_its_selectors_and_the_url(app, dashboard_db):
+    at = app(PAGES[1])
+    store = Store(dashboard_db)
+    # Default: the last 30 days of BTCUSDT 1h, up to the newest row.
+    caption = next(c.value for c in at.caption if c.value.startswith("BTCUSDT 1h"))
+    last = store.query("SELECT max(timestamp) AS t FROM sentiment_history")["t"].iloc[0]
+    assert f"to {last:%Y-%m-%d %H:%M}" in caption
+    figure = next(c for c in _charts(at) if any(t["type"] == "candlestick" for t in c["data"]))
+    candles = next(t for t in figure["data"] if t["type"] == "candlestick")
+    n = int(store.query(
+        "SELECT count(*) AS n FROM sentiment_history WHERE symbol = 'BTCUSDT' AND interval = "
+        "'60' AND timestamp > ?", [last.normalize() - pd.Timedelta(days=30)])["n"].iloc[0])
+    assert len(_values(candles["x"])) == n  # the bars opened in the 30 days before the last
+    shaded = {t["name"] for t in figure["data"] if t.get("fill") == "toself"}
+    assert shaded and shaded <= {r.replace("_", " ") for r in (
+        "trending_up", "trending_down", "ranging", "high_volatility", "squeeze", "breakout",
+        "capitulation")}
+    # Another symbol, interval and range: what is shown and the URL follow.
+    at.sidebar.selectbox[0].set_value("ETHUSDT").run()
+    at.sidebar.selectbox[1].set_value("240").run()
+    at.sidebar.date_input[0].set_value((dt.date(2022, 3, 10), dt.date(2022, 3, 12))).run()
+    assert not at.exception
+    assert dict(at.query_params) == {"symbol": "ETHUSDT", "interval": "240",
+                                     "from": "2022-03-10", "to": "2022-03-12"}
+    caption = next(c.value for c in at.caption if c.value.startswith("ETHUSDT 4h"))
+    assert caption.startswith("ETHUSDT 4h: 18 bars, 2022-03-10 04:00 to 2022-03-13 00:00")
+    transitions = at.dataframe[0].value
+    expected = store.query(
+        "SELECT count(*) AS n FROM regime_transitions WHERE symbol = 'ETHUSDT' AND interval = "
+        "'240' AND timestamp > ? AND timestamp <= ?",
+        [dt.datetime(2022, 3, 10), dt.datetime(2022, 3, 13)])["n"].iloc[0]
+    assert len(transitions) == expected
+
+
+def test_a_shared_url_opens_the_same_view(app):
+    at = app(PAGES[1], symbol="ETHUSDT", interval="240", **{"from": "2022-03-10",
+                                                            "to": "2022-03-12"})
+    assert at.sidebar.selectbox[0].value == "ETHUSDT"
+    assert at.sidebar.selectbox[1].value == "240"
+    assert any(c.value.startswith("ETHUSDT 4h: 18 bars") for c in at.caption)
+
+
+def test_history_shows_hmm_probabilities_and_offers_the_csv(app, dashboard_db):
+    at = app(PAGES[1])
+    hmm = [c for c in _charts(at) if c["data"] and c["data"][0].get("stackgroup") == "p"]
+    assert hmm, "no HMM probability chart"
+    total = pd.DataFrame({t["name"]: _values(t["y"]) for t in hmm[0]["data"]}).sum(axis=1)
+    assert total.to_numpy() == pytest.approx(1.0, abs=1e-9)
+    assert at.get("download_button")
+
+
+def test_exchange_page_draws_the_briefs_thresholds(app):
+    at = app(PAGES[2])
+    figure = _charts(at)[0]
+    lines = sorted(round(s["y0"], 6) for s in figure["layout"]["shapes"])
+    assert lines == sorted([0.1, -0.05, 0.6, 0.4, 80.0, 20.0])
+    names = [t["name"] for t in figure["data"]]
+    assert names == ["funding", "open interest", "long share", "Fear & Greed"]
+    assert all(len(_values(t["x"])) > 0 for t in figure["data"])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_missing_or_empty_database_shows_the_command_to_run(page, tmp_path, monkeypatch,
+                                                              clean_replay):
+    monkeypatch.setenv("BYBIT_BASE_URL", clean_replay.base_url)
+    for db in (tmp_path / "missing.duckdb", tmp_path / "empty.duckdb"):
+        if db.name == "empty.duckdb":
+            Store(db).init()
+        monkeypatch.setenv("SENTIMENT_DB", str(db))
+        st.cache_data.clear()
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        at.switch_page(page)
+        at.run()
+        assert not at.exception
+        assert any("make demo" in c.value for c in at.code), page
+        assert str(db) in " ".join(i.value for i in at.info) + at.caption[-1].value
+
+
+def test_reading_leaves_the_file_unchanged_and_free_for_a_writer(app, dashboard_db,
+                                                                  tmp_path, monkeypatch):
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(dashboard_db, db)
+    monkeypatch.setenv("SENTIMENT_DB", str(db))
+    before = os.stat(db).st_mtime_ns, db.read_bytes()
+    for page in PAGES:
+        app(page)
+    assert (os.stat(db).st_mtime_ns, db.read_bytes()) == before
+    with Store(db, lock_timeout=0.0).connect(read_only=False) as conn:
+        conn.execute("SELECT 1").fetchall()  # no lock left behind
