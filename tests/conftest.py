@@ -43,6 +43,18 @@ def db_path(tmp_path):
 DASHBOARD_FIRST, DASHBOARD_LAST = "2022-03-01", "2022-03-31"
 
 
+def dashboard_config():
+    """The configuration of the dashboard's test database: a short HMM window, so a month
+    of 1h bars has weekly models."""
+    import dataclasses
+
+    from sentiment.config import load_config
+
+    config = load_config()
+    return dataclasses.replace(config, hmm=dataclasses.replace(
+        config.hmm, window_bars=200, min_bars=150))
+
+
 def build_database(replay, db_path: str, first: str, last: str) -> None:
     """Market data, Fear & Greed and sentiment_history (with HMM models) for both symbols
     over [first, last], through the real Dagster jobs against the replay exchange."""
@@ -51,17 +63,12 @@ def build_database(replay, db_path: str, first: str, last: str) -> None:
     from dagster import DagsterInstance
 
     from orchestration.definitions import build_definitions
-    from sentiment.config import load_config
     from sentiment.settings import get_settings
 
     settings = dataclasses.replace(get_settings(), db_path=db_path,
                                    bybit_base_url=replay.base_url,
                                    fear_greed_url=replay.fear_greed_url)
-    config = load_config()
-    # A short HMM window, so a month of 1h bars has weekly models.
-    config = dataclasses.replace(config, hmm=dataclasses.replace(
-        config.hmm, window_bars=200, min_bars=150))
-    defs = build_definitions(config, settings)
+    defs = build_definitions(dashboard_config(), settings)
     pairs = {"dagster/asset_partition_range_start": f"{first}|BTCUSDT",
              "dagster/asset_partition_range_end": f"{last}|ETHUSDT"}
     days = {"dagster/asset_partition_range_start": first,

@@ -49,23 +49,26 @@ def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool) -> None:
             else:
                 st.metric("Regime", str(regime).replace("_", " ").upper(),
                           f"{int(row['regime_duration_bars'])} bars, confidence "
-                          f"{float(row['regime_confidence']):.2f}", delta_color="off")
+                          f"{float(row['regime_confidence']):.2f}", delta_color="off",
+                          delta_arrow="off")
             st.caption(f"Sentiment confidence {_pct(row['confidence'], '.2f')}")
         with right:
             st.plotly_chart(charts.subscores(row), key=f"tiers-{row['symbol']}",
                             config={"displayModeBar": False})
-        a, b, c, d, e = st.columns(5)
+        a, b, c = st.columns(3)
+        d, e, _ = st.columns(3)
         funding = row["funding_rate"]
         a.metric("Funding", "n/a" if pd.isna(funding) else f"{float(funding) * 100:+.4f}%")
         b.metric("OI change", _pct(row["open_interest_delta_pct"], "+.2f") + " %")
         c.metric("Long share", _pct(row["long_short_ratio"], ".2f"))
         fng = row["fear_greed_index"]
         d.metric("Fear & Greed", "n/a" if pd.isna(fng) else f"{int(fng)}",
-                 None if pd.isna(fng) else fear_greed_class(float(fng)), delta_color="off")
+                 None if pd.isna(fng) else fear_greed_class(float(fng)), delta_color="off",
+                 delta_arrow="off")
         hmm_label = row["hmm_regime"]
         e.metric("HMM", "n/a" if pd.isna(hmm_label) else str(hmm_label).replace("_", " "),
                  None if pd.isna(hmm_label) else f"p = {float(row['hmm_probability']):.2f}",
-                 delta_color="off")
+                 delta_color="off", delta_arrow="off")
 
 
 @st.fragment(run_every=config.dashboard.refresh_seconds)

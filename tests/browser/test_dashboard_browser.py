@@ -1,0 +1,184 @@
+"""The real dashboard served by ``streamlit run`` on 127.0.0.1, driven by headless Chromium
+(Debian's /usr/bin/chromium through Playwright): what a user sees, and that it keeps reading
+while the live job and a backfill write the same file."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from dagster import DagsterInstance
+
+from sentiment.store import Store
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+#: Screenshots of the last browser run, for people to look at (not compared).
+SCREENSHOTS = ROOT / "test-output"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Dashboard:
+    """``streamlit run dashboard/app.py`` in a subprocess, on a free loopback port."""
+
+    def __init__(self, db: str, exchange_url: str, tmp: Path, refresh_seconds: int = 1):
+        config = tmp / "sentiment.yaml"
+        text = (ROOT / "sentiment.yaml").read_text(encoding="utf-8")
+        config.write_text(text.replace("refresh_seconds: 10",
+                                       f"refresh_seconds: {refresh_seconds}"),
+                          encoding="utf-8")
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "streamlit.log"
+        env = dict(os.environ, SENTIMENT_DB=db, SENTIMENT_CONFIG=str(config),
+                   BYBIT_BASE_URL=exchange_url)
+        self._log_file = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+             "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--server.port", str(self.port), "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:  # ready when its health endpoint answers
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if requests.get(self.url + "/_stcore/health", timeout=1).text == "ok":
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "streamlit did not start"
+            time.sleep(0.1)  # polling the health endpoint, not waiting for a result
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self._log_file.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+    yield context.new_page()
+    context.close()
+
+
+def _latest(db: str, symbol: str, interval: str = "60") -> dict:
+    return Store(db).query("SELECT * FROM latest_sentiment WHERE symbol = ? AND interval = ?",
+                           [symbol, interval]).iloc[0].to_dict()
+
+
+def _shot(page, tmp_path: Path, name: str) -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    shutil.copy(path, SCREENSHOTS / name)
+    return path
+
+
+def test_the_pages_show_regime_score_and_charts(page, dashboard_db, clean_replay, tmp_path):
+    server = Dashboard(dashboard_db, clean_replay.base_url, tmp_path)
+    try:
+        page.goto(server.url)
+        btc = _latest(dashboard_db, "BTCUSDT")
+        regime = btc["regime"].replace("_", " ").upper()
+        page.get_by_text(regime).first.wait_for(timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4",
+                               timeout=30_000)
+        text = page.inner_text("body")
+        assert f"{btc['regime_duration_bars']} bars, confidence " \
+               f"{btc['regime_confidence']:.2f}" in text
+        gauges = page.locator(".js-plotly-plot text.number").all_text_contents()
+        assert f"{btc['sentiment_score']:+.2f}".replace("-", "−") in [
+            g.replace("-", "−") for g in gauges]
+        assert "Stale" in text  # the replay clock stands at the end of 2022
+        assert _shot(page, tmp_path, "dashboard-overview.png").stat().st_size > 20_000
+
+        page.goto(server.url + "/history?symbol=ETHUSDT&interval=60")
+        page.get_by_text("Price and regime").wait_for(timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2",
+                               timeout=30_000)
+        assert "ETHUSDT 1h:" in page.inner_text("body")
+        _shot(page, tmp_path, "dashboard-history.png")
+
+        page.goto(server.url + "/exchange?symbol=BTCUSDT")
+        page.get_by_text("Funding rate (% per settlement)").wait_for(timeout=30_000)
+        assert "extreme greed 80" in page.inner_text("body")
+        _shot(page, tmp_path, "dashboard-exchange.png")
+    finally:
+        server.close()
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_the_dashboard_reads_while_the_live_job_and_a_backfill_write(
+        page, dashboard_db, clean_replay, tmp_path):
+    from conftest import dashboard_config
+
+    from orchestration.definitions import build_definitions
+    from sentiment.settings import get_settings
+
+    db = str(tmp_path / "sentiment.duckdb")
+    shutil.copy(dashboard_db, db)
+    server = Dashboard(db, clean_replay.base_url, tmp_path, refresh_seconds=1)
+    try:
+        page.goto(server.url)
+        before = _latest(db, "BTCUSDT")["timestamp"]
+        page.get_by_text(f"Latest bar closed {before:%Y-%m-%d %H:%M} UTC").first.wait_for(
+            timeout=30_000)
+        settings = dataclasses.replace(get_settings(), db_path=db,
+                                       bybit_base_url=clean_replay.base_url,
+                                       fear_greed_url=clean_replay.fear_greed_url)
+        defs = build_definitions(dashboard_config(), settings)
+
+        def run(job, **kwargs):
+            return defs.resolve_job_def(job).execute_in_process(
+                instance=DagsterInstance.ephemeral(), raise_on_error=False, **kwargs)
+
+        # Six new hours on the exchange: the live job brings them in while the page reads
+        # the file every second; then a backfill rewrites ten days of both symbols.
+        clean_replay.set_clock(before + dt.timedelta(hours=6, seconds=30))
+        assert run("live_update_job").success
+        assert run("sentiment_job", tags={
+            "dagster/asset_partition_range_start": "2022-03-10|BTCUSDT",
+            "dagster/asset_partition_range_end": "2022-03-19|ETHUSDT"}).success
+        after = _latest(db, "BTCUSDT")["timestamp"]
+        assert after == before + dt.timedelta(hours=6)
+        page.get_by_text(f"Latest bar closed {after:%Y-%m-%d %H:%M} UTC").first.wait_for(
+            timeout=30_000)
+        assert "Could not set lock" not in page.inner_text("body")
+        _shot(page, tmp_path, "dashboard-live.png")
+    finally:
+        server.close()
+    log = server.log.read_text()
+    assert "Could not set lock" not in log and "Traceback" not in log
