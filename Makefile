@@ -18,11 +18,18 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/python -m orchestration.demo
 
-test: install
+# The browser tests drive Debian's Chromium (Playwright's own browser download is never used).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+test: install $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
-# Dagster UI on 127.0.0.1:3000 against the replay exchange on 127.0.0.1:8765, whose clock
-# starts at REPLAY_START and runs REPLAY_SPEED times faster than the wall clock (120: one
+# Dagster UI on 127.0.0.1:3000 and the dashboard on 127.0.0.1:8501, against the replay
+# exchange on 127.0.0.1:8765, whose clock starts at REPLAY_START and runs REPLAY_SPEED times faster than the wall clock (120: one
 # hourly bar closes every 30 s, the sensor's interval). live_update_sensor then drives
 # live_update_job, which writes new rows to UP_DB as the bars close (the demo's database
 # already holds the whole bundled year, so the live loop gets its own file).
@@ -33,10 +40,13 @@ REPLAY_SPEED ?= 120
 UP_DB ?= data/live.duckdb
 up: install
 	$(BIN)/sentiment replay-server --port 8765 --now $(REPLAY_START) --speed $(REPLAY_SPEED) & \
-	trap 'kill $$!' EXIT INT TERM; \
-	SENTIMENT_DB=$(UP_DB) \
-	BYBIT_BASE_URL=$${BYBIT_BASE_URL:-http://127.0.0.1:8765} \
-	FEAR_GREED_URL=$${FEAR_GREED_URL:-http://127.0.0.1:8765/fng/} \
+	replay=$$!; \
+	export SENTIMENT_DB=$(UP_DB) \
+	  BYBIT_BASE_URL=$${BYBIT_BASE_URL:-http://127.0.0.1:8765} \
+	  FEAR_GREED_URL=$${FEAR_GREED_URL:-http://127.0.0.1:8765/fng/}; \
+	$(BIN)/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1 \
+	  --server.port 8501 --browser.gatherUsageStats false & \
+	trap "kill $$replay $$!" EXIT INT TERM; \
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: install
@@ -46,6 +56,7 @@ bench: install
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_live.py
 	$(BIN)/python bench/bench_hmm.py
+	$(BIN)/python bench/bench_dashboard.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -192,3 +192,20 @@ def test_reading_leaves_the_file_unchanged_and_free_for_a_writer(app, dashboard_
     assert (os.stat(db).st_mtime_ns, db.read_bytes()) == before
     with Store(db, lock_timeout=0.0).connect(read_only=False) as conn:
         conn.execute("SELECT 1").fetchall()  # no lock left behind
+
+
+def test_stacked_contributions_add_up_to_the_stored_composite(dashboard_db):
+    from sentiment.config import load_config
+    from sentiment.scores import SUBSCORE_COLUMNS, contributions
+
+    rows = Store(dashboard_db).read("sentiment_history")
+    rows = rows[rows["sentiment_score"].notna()]
+    parts = contributions({n: rows[c].to_numpy(dtype=float, na_value=np.nan)
+                           for n, c in SUBSCORE_COLUMNS.items()},
+                          load_config().weights.as_dict())
+    total = sum(parts.values())
+    assert len(rows) > 2000
+    assert np.abs(np.clip(total, -1, 1) - rows["sentiment_score"].to_numpy(float)).max() < 1e-9
+    # A tier without data adds nothing (here: no order book or liquidations stream, but
+    # exchange data is present, so every tier is in).
+    assert all(np.isfinite(v).all() for v in parts.values())

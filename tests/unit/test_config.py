@@ -64,6 +64,10 @@ def test_unquoted_interval_is_read_as_its_code():
         ("sentiment:\n  sources: {timeout_seconds: 0}\n", "sentiment.sources.timeout_seconds",
          "> 0"),
         ("sentiment:\n  weights: [1, 2]\n", "sentiment.weights", "mapping"),
+        ("sentiment:\n  dashboard: {refresh_seconds: 0}\n",
+         "sentiment.dashboard.refresh_seconds", ">= 1"),
+        ("sentiment:\n  dashboard: {refresh: 5}\n", "sentiment.dashboard.refresh",
+         "unknown key"),
         ("other: 1\n", "sentiment", "missing"),
     ],
 )

@@ -1,0 +1,137 @@
+"""Speed of the dashboard (issue targets in brackets).
+
+1. Time to first full render in Chromium, from navigation until the regime, the score and
+   every chart of the page are drawn, with one year of hourly history for two symbols
+   [<= 3 s]: the overview, the history page at its default 30 days and over the whole year,
+   and the exchange page. Median of 5 loads each, after one warm-up load.
+2. Database time per page: the page's read-only queries, uncached (median of 20).
+
+The year is built first through the real jobs against the replay exchange (about 1.5 min).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
+
+from dagster import DagsterInstance  # noqa: E402
+
+from orchestration.definitions import build_definitions  # noqa: E402
+from sentiment.config import INTERVAL_MINUTES, load_config  # noqa: E402
+from sentiment.settings import get_settings  # noqa: E402
+from sentiment.sources.replay import ReplayExchange  # noqa: E402
+from sentiment.store import Store, named_queries  # noqa: E402
+
+LOADS = 5
+
+
+def build_year(exchange, db: str) -> None:
+    settings = dataclasses.replace(get_settings(), db_path=db,
+                                   bybit_base_url=exchange.base_url,
+                                   fear_greed_url=exchange.fear_greed_url)
+    defs = build_definitions(load_config(), settings)
+    pairs = {"dagster/asset_partition_range_start": "2022-01-01|BTCUSDT",
+             "dagster/asset_partition_range_end": "2022-12-31|ETHUSDT"}
+    days = {"dagster/asset_partition_range_start": "2022-01-01",
+            "dagster/asset_partition_range_end": "2022-12-31"}
+    for job, tags in (("market_data_job", pairs), ("fear_greed_job", days),
+                      ("sentiment_job", pairs)):
+        result = defs.resolve_job_def(job).execute_in_process(
+            tags=tags, instance=DagsterInstance.ephemeral(),
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        assert result.success, job
+
+
+def bench_queries(db: str) -> None:
+    sql = named_queries("dashboard.sql")
+    store = Store(db)
+    last = dt.datetime(2023, 1, 1)
+    month, year = last - dt.timedelta(days=30), dt.datetime(2022, 1, 1)
+    pages = {
+        "overview": [("extents", []), ("latest", ["60"])],
+        "history, 30 days": [("extents", []),
+                             ("history", [INTERVAL_MINUTES["60"], "BTCUSDT", "60", month, last]),
+                             ("transitions", ["BTCUSDT", "60", month, last])],
+        "history, the year": [("extents", []),
+                              ("history", [INTERVAL_MINUTES["60"], "BTCUSDT", "60", year, last]),
+                              ("transitions", ["BTCUSDT", "60", year, last])],
+        "exchange, 30 days": [("extents", []), ("funding", ["BTCUSDT", month, last]),
+                              ("open_interest", ["BTCUSDT", "1h", month, last]),
+                              ("long_short", ["BTCUSDT", "1h", month, last]),
+                              ("fear_greed", [month, last])],
+    }
+    for name, queries in pages.items():
+        times = []
+        for _ in range(20):
+            start = time.perf_counter()
+            with store.connect(read_only=True) as conn:
+                for query, params in queries:
+                    conn.execute(sql[query], params).df()
+            times.append(time.perf_counter() - start)
+        print(f"queries of {name}: median {statistics.median(times) * 1000:.1f} ms "
+              "(one read-only connection, opened and closed)")
+
+
+def bench_render(db: str, exchange, tmp: Path) -> None:
+    from playwright.sync_api import sync_playwright
+    from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, Dashboard
+
+    server = Dashboard(db, exchange.base_url, tmp, refresh_seconds=60)
+    pages = {
+        "overview": ("/", 4, "BTCUSDT"),
+        "history, default 30 days": ("/history?symbol=BTCUSDT&interval=60", 2, "bars,"),
+        "history, the whole year": (
+            "/history?symbol=BTCUSDT&interval=60&from=2022-01-01&to=2022-12-31", 2, "bars,"),
+        "exchange and macro, 30 days": ("/exchange?symbol=BTCUSDT", 1, "Funding rate"),
+    }
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for name, (path, charts, text) in pages.items():
+                times = []
+                for i in range(LOADS + 1):
+                    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+                    page = context.new_page()
+                    start = time.perf_counter()
+                    page.goto(server.url + path)
+                    page.get_by_text(text).first.wait_for(timeout=60_000)
+                    page.wait_for_function(
+                        f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= "
+                        f"{charts} && !document.querySelector('[data-testid=stSkeleton]')",
+                        timeout=60_000, polling="raf")
+                    if i:  # the first load warms the server's imports and caches
+                        times.append(time.perf_counter() - start)
+                    context.close()
+                print(f"first full render in Chromium, {name}: median "
+                      f"{statistics.median(times):.2f} s, max {max(times):.2f} s over "
+                      f"{LOADS} loads [target <= 3 s]")
+            browser.close()
+    finally:
+        server.close()
+
+
+def main() -> None:
+    """``bench_dashboard.py [DB]``: an existing database of the bundled year skips the build."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = sys.argv[1] if len(sys.argv) > 1 else str(Path(tmp) / "year.duckdb")
+        with ReplayExchange(port=0) as exchange:
+            if not Path(db).exists():
+                start = time.perf_counter()
+                build_year(exchange, db)
+                print(f"built one year of hourly history for two symbols in "
+                      f"{time.perf_counter() - start:.0f} s")
+            bench_queries(db)
+            bench_render(db, exchange, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
