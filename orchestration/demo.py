@@ -140,6 +140,8 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
     print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.db_path}', "
           f"read_only=True).sql('SELECT symbol, interval, count(*) FROM candles GROUP BY ALL'))\"")
     print("  more in sql/examples.sql; rows per table: .venv/bin/sentiment tables")
+    print("See it in the dashboard (http://127.0.0.1:8501):")
+    print(f"  SENTIMENT_DB={settings.db_path} .venv/bin/streamlit run dashboard/app.py")
     return 0
 
 
