@@ -11,7 +11,6 @@ The year is built first through the real jobs against the replay exchange (about
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import statistics
 import sys
@@ -21,13 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
-from dagster import DagsterInstance  # noqa: E402
+from conftest import build_database  # noqa: E402
 
-from orchestration.definitions import build_definitions  # noqa: E402
 from sentiment.config import INTERVAL_MINUTES, load_config  # noqa: E402
-from sentiment.settings import get_settings  # noqa: E402
 from sentiment.sources.replay import ReplayExchange  # noqa: E402
 from sentiment.store import Store, named_queries  # noqa: E402
 
@@ -35,20 +33,7 @@ LOADS = 5
 
 
 def build_year(exchange, db: str) -> None:
-    settings = dataclasses.replace(get_settings(), db_path=db,
-                                   bybit_base_url=exchange.base_url,
-                                   fear_greed_url=exchange.fear_greed_url)
-    defs = build_definitions(load_config(), settings)
-    pairs = {"dagster/asset_partition_range_start": "2022-01-01|BTCUSDT",
-             "dagster/asset_partition_range_end": "2022-12-31|ETHUSDT"}
-    days = {"dagster/asset_partition_range_start": "2022-01-01",
-            "dagster/asset_partition_range_end": "2022-12-31"}
-    for job, tags in (("market_data_job", pairs), ("fear_greed_job", days),
-                      ("sentiment_job", pairs)):
-        result = defs.resolve_job_def(job).execute_in_process(
-            tags=tags, instance=DagsterInstance.ephemeral(),
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-        assert result.success, job
+    build_database(exchange, db, "2022-01-01", "2022-12-31", config=load_config())
 
 
 def bench_queries(db: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
@@ -60,18 +59,11 @@ def _read(db_path: str, queries: list[tuple[str, list]]) -> list[pd.DataFrame]:
         raise Busy(str(exc)) from None
 
 
-@dataclass(frozen=True)
-class Overview:
-    extents: pd.DataFrame  # symbol, interval, first, last, bars
-    latest: pd.DataFrame   # the newest sentiment_history row per symbol at the interval
-
-
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def overview(db_path: str, interval: str) -> Overview:
-    extents, latest = _read(db_path, [("extents", []), ("latest", [interval])])
-    if extents.empty:
-        raise NoData(f"The database {db_path} holds no sentiment history yet.")
-    return Overview(extents, latest)
+def latest(db_path: str, interval: str) -> pd.DataFrame:
+    """The newest sentiment_history row of every symbol at ``interval``."""
+    (frame,) = _read(db_path, [("latest", [interval])])
+    return frame
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -297,11 +297,10 @@ def _with_hmm(store: Store, config: Config, symbol: str, interval: str,
     closes, bars = closes[first:], bars.iloc[first:]
     rows = rows.set_index("timestamp").reindex(closes).rename_axis("timestamp")
     features = hmm_features(rows.reset_index(), bars["volume"].to_numpy(dtype=float), config)
+    # Only the models the new rows use: the last boundary before them and every later one.
     models, trained = ensure_models(store, config, symbol, interval, features, final,
                                     since=first_new.to_pydatetime())
-    older = [m for m in models if pd.Timestamp(m.train_end) < first_new]
-    use = older[-1:] + [m for m in models if pd.Timestamp(m.train_end) >= first_new]
-    return with_hmm(new, None, use, config, features=features), trained
+    return with_hmm(new, None, models, config, features=features), trained
 
 
 def _transitions_from_rows(history: pd.DataFrame, previous: str | None) -> list[tuple]:

@@ -245,7 +245,8 @@ def contributions(subscores: dict[str, np.ndarray], weights: dict[str, float]
     """
     values = {name: np.asarray(subscores[name], dtype=np.float64) for name in SUBSCORE_COLUMNS}
     terms = dict(values)
-    terms["volatility"] = -np.maximum(0.0, values["volatility"] - 0.5)  # volatility_modifier
+    terms["volatility"] = np.vectorize(volatility_modifier, otypes=[float])(
+        values["volatility"])
     present = {name: ~np.isnan(v) for name, v in values.items()}
     for core in ("trend", "momentum", "volatility", "volume_flow"):
         present[core] = np.ones_like(values[core], dtype=bool)  # always in the denominator

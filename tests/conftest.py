@@ -55,9 +55,10 @@ def dashboard_config():
         config.hmm, window_bars=200, min_bars=150))
 
 
-def build_database(replay, db_path: str, first: str, last: str) -> None:
+def build_database(replay, db_path: str, first: str, last: str, config=None) -> None:
     """Market data, Fear & Greed and sentiment_history (with HMM models) for both symbols
-    over [first, last], through the real Dagster jobs against the replay exchange."""
+    over [first, last], through the real Dagster jobs against the replay exchange
+    (``config`` defaults to :func:`dashboard_config`)."""
     import dataclasses
 
     from dagster import DagsterInstance
@@ -68,7 +69,7 @@ def build_database(replay, db_path: str, first: str, last: str) -> None:
     settings = dataclasses.replace(get_settings(), db_path=db_path,
                                    bybit_base_url=replay.base_url,
                                    fear_greed_url=replay.fear_greed_url)
-    defs = build_definitions(dashboard_config(), settings)
+    defs = build_definitions(config or dashboard_config(), settings)
     pairs = {"dagster/asset_partition_range_start": f"{first}|BTCUSDT",
              "dagster/asset_partition_range_end": f"{last}|ETHUSDT"}
     days = {"dagster/asset_partition_range_start": first,

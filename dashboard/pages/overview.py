@@ -74,7 +74,8 @@ def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool) -> None:
 @st.fragment(run_every=config.dashboard.refresh_seconds)
 def overview() -> None:
     try:
-        data = queries.overview(settings.db_path, interval)
+        queries.extents(settings.db_path)  # NoData when nothing is stored yet
+        latest = queries.latest(settings.db_path, interval)
     except queries.NoData as exc:
         controls.explain_no_data(str(exc), settings.db_path)
         return
@@ -82,7 +83,7 @@ def overview() -> None:
         controls.explain_busy(str(exc))
         return
     now, clock_ok = queries.source_now(settings.bybit_base_url)
-    rows = {r["symbol"]: r for r in data.latest.to_dict("records")}
+    rows = {r["symbol"]: r for r in latest.to_dict("records")}
     columns = st.columns(max(1, len(config.symbols)))
     for column, name in zip(columns, config.symbols, strict=True):
         with column:
