@@ -35,6 +35,14 @@ TIER_COLORS: dict[str, str] = {
     "trend": "#1f77b4", "momentum": "#17becf", "volatility": "#ff7f0e",
     "volume_flow": "#9467bd", "exchange": "#8c564b", "macro": "#bcbd22",
 }
+#: The most candles one chart draws. A longer range is drawn in coarser bars, which is all a
+#: screen's width can show anyway and keeps a year of hourly bars as quick to draw as a month;
+#: the CSV download and SQL keep every row.
+MAX_CANDLES = 1000
+#: The coarser bars to choose from, in minutes (up to a week; beyond, whole weeks).
+_STEP_MINUTES = (1, 3, 5, 15, 30, 60, 120, 240, 360, 720, 1440, 2880, 10080)
+#: Coarser bars start on UTC day boundaries, and weekly ones on Mondays.
+_ORIGIN = pd.Timestamp("1970-01-05")
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=30, b=10),
                legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
 
@@ -82,28 +90,63 @@ def subscores(row: dict) -> go.Figure:
     return fig
 
 
+def display_step(frame: pd.DataFrame, bar: pd.Timedelta) -> pd.Timedelta:
+    """The bar length the history chart draws ``frame`` (bar closes in ``timestamp``) in:
+    ``bar`` itself, or the shortest step of :data:`_STEP_MINUTES` that fits the range in
+    :data:`MAX_CANDLES` bars."""
+    if frame.empty:
+        return bar
+    t = pd.to_datetime(frame["timestamp"])
+    span = t.iloc[-1] - t.iloc[0] + bar
+    for minutes in _STEP_MINUTES:
+        step = pd.Timedelta(minutes=minutes)
+        if step >= bar and span / step <= MAX_CANDLES:
+            return step
+    week = pd.Timedelta(weeks=1)
+    return max(bar, week * int(np.ceil(span / week / MAX_CANDLES)))
+
+
+def coarser_bars(frame: pd.DataFrame, bar: pd.Timedelta) -> pd.DataFrame:
+    """``frame`` as drawn: one row per :func:`display_step` bar, with ``bar_open``. A coarser
+    bar has the OHLC and volume of the bars inside it and the snapshot (scores, regime, HMM)
+    of its last bar, the state as of its close, like a candle's close."""
+    step = display_step(frame, bar)
+    t = pd.to_datetime(frame["timestamp"])
+    if step == bar:
+        return frame.assign(bar_open=t - bar)
+    bucket = _ORIGIN + ((t - bar) - _ORIGIN).dt.floor(step)
+    groups = frame.groupby(bucket.to_numpy(), sort=True)
+    ohlc = groups.agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
+                      volume=("volume", "sum"))
+    last = groups.tail(1).reset_index(drop=True)  # in time order, as the buckets
+    last[["open", "high", "low", "volume"]] = ohlc[["open", "high", "low", "volume"]].to_numpy()
+    return last.assign(bar_open=ohlc.index.to_numpy())
+
+
 def _periods(timestamps: pd.Series, regimes: pd.Series, bar: pd.Timedelta):
     """(regime, first bar open, last bar close) for each run of equal regimes."""
-    runs = (regimes != regimes.shift()).cumsum()
-    frame = pd.DataFrame({"t": timestamps, "regime": regimes, "run": runs})
-    frame = frame[frame["regime"].notna()]
-    for _, group in frame.groupby("run", sort=False):
-        yield group["regime"].iloc[0], group["t"].iloc[0] - bar, group["t"].iloc[-1]
+    first = np.flatnonzero((regimes != regimes.shift()).to_numpy())
+    last = np.r_[first[1:] - 1, len(regimes) - 1]
+    t, names = timestamps.to_numpy(), regimes.to_numpy()
+    for i, j in zip(first, last, strict=True):
+        if not pd.isna(names[i]):
+            yield names[i], t[i] - bar, t[j]
 
 
-def history(frame: pd.DataFrame, weights: dict[str, float], bar: pd.Timedelta) -> go.Figure:
+def history(rows: pd.DataFrame, weights: dict[str, float], bar: pd.Timedelta) -> go.Figure:
     """Candles with the regime shaded behind them; the composite score and its confidence;
-    the six tiers' contributions to the composite stacked (positive up, negative down)."""
+    the six tiers' contributions to the composite stacked (positive up, negative down).
+    Long ranges are drawn in :func:`coarser_bars`; the regime shading keeps every bar."""
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         row_heights=[0.5, 0.22, 0.28],
                         subplot_titles=("Price and regime", "Composite sentiment",
                                         "Contributions to the composite"))
+    frame = coarser_bars(rows, bar)
     t = pd.to_datetime(frame["timestamp"])
-    opens = t - bar
     lo, hi = frame["low"].min(), frame["high"].max()
     pad = (hi - lo) * 0.02 if hi == hi and lo == lo else 0.0
     shapes: dict[str, tuple[list, list]] = {}
-    for regime, start, end in _periods(t, frame["regime"], bar):
+    for regime, start, end in _periods(pd.to_datetime(rows["timestamp"]), rows["regime"], bar):
         xs, ys = shapes.setdefault(regime, ([], []))
         xs += [start, start, end, end, start, None]
         ys += [lo - pad, hi + pad, hi + pad, lo - pad, lo - pad, None]
@@ -112,10 +155,10 @@ def history(frame: pd.DataFrame, weights: dict[str, float], bar: pd.Timedelta) -
             xs, ys = shapes[regime]
             fig.add_trace(go.Scatter(
                 x=xs, y=ys, fill="toself", mode="none", fillcolor=REGIME_COLORS[regime],
-                opacity=0.18, name=_regime_name(regime), legendgroup="regime",
+                opacity=0.18, name=_regime_name(regime),
                 hoverinfo="skip"), row=1, col=1)
     fig.add_trace(go.Candlestick(
-        x=opens, open=frame["open"], high=frame["high"], low=frame["low"],
+        x=frame["bar_open"], open=frame["open"], high=frame["high"], low=frame["low"],
         close=frame["close"], name="price", showlegend=False,
         increasing_line_color="#2ca02c", decreasing_line_color="#d62728"), row=1, col=1)
     score = frame["sentiment_score"].astype(float)
@@ -141,8 +184,9 @@ def history(frame: pd.DataFrame, weights: dict[str, float], bar: pd.Timedelta) -
     return fig
 
 
-def hmm_probabilities(probs: pd.DataFrame) -> go.Figure:
-    """The HMM's filtered label probabilities over time, stacked to 1."""
+def hmm_probabilities(probs: pd.DataFrame, x_range: tuple | None = None) -> go.Figure:
+    """The HMM's filtered label probabilities over time, stacked to 1; ``x_range`` lines its
+    time axis up with the history chart's."""
     fig = go.Figure()
     for label in sorted(probs.columns, key=lambda c: list(HMM_COLORS).index(c)
                         if c in HMM_COLORS else 99):
@@ -151,6 +195,7 @@ def hmm_probabilities(probs: pd.DataFrame) -> go.Figure:
             name=label.replace("_", " "), fillcolor=HMM_COLORS.get(label, "#aaa"),
             hovertemplate=f"{label}: %{{y:.2f}}<extra></extra>"))
     fig.update_layout(height=230, yaxis=dict(range=[0, 1], title="probability"),
+                      xaxis=dict(range=list(x_range) if x_range else None),
                       hovermode="x unified", **_LAYOUT)
     return fig
 
@@ -170,10 +215,16 @@ def exchange(funding: pd.DataFrame, oi: pd.DataFrame, long_short: pd.DataFrame,
                                         "Open interest (base coin)",
                                         "Long/short: share of accounts long",
                                         "Fear & Greed Index"))
-    fig.add_trace(go.Bar(x=funding["ts"], y=funding["funding_rate"] * 100, name="funding",
-                         marker_color=np.where(funding["funding_rate"] >= 0, "#2ca02c",
-                                               "#d62728"),
-                         hovertemplate="%{y:+.4f}%<extra>funding</extra>"), row=1, col=1)
+    rate = funding["funding_rate"].astype(float) * 100
+    for part, color, hover in ((rate.clip(lower=0), "#2ca02c", "%{customdata:+.4f}%"),
+                               (rate.clip(upper=0), "#d62728", None)):
+        # Each rate holds until the next settlement: a step, filled to zero (one path for
+        # any range, where a bar per settlement is a thousand shapes over a year).
+        fig.add_trace(go.Scatter(x=funding["ts"], y=part, name="funding", mode="lines",
+                                 line=dict(color=color, width=1, shape="hv"), fill="tozeroy",
+                                 customdata=rate, hoverinfo="skip" if hover is None else None,
+                                 hovertemplate=hover and hover + "<extra>funding</extra>"),
+                      row=1, col=1)
     _threshold(fig, FUNDING_HIGH * 100, "crowded longs 0.1%", 1, "#d62728")
     _threshold(fig, FUNDING_LOW * 100, "crowded shorts -0.05%", 1, "#2ca02c")
     fig.add_trace(go.Scatter(x=oi["ts"], y=oi["open_interest"], name="open interest",
@@ -183,7 +234,8 @@ def exchange(funding: pd.DataFrame, oi: pd.DataFrame, long_short: pd.DataFrame,
     _threshold(fig, LONG_SHORT_HIGH, "longs crowded 0.60", 3, "#d62728")
     _threshold(fig, LONG_SHORT_LOW, "shorts crowded 0.40", 3, "#2ca02c")
     fig.add_trace(go.Scatter(x=fear_greed["ts"], y=fear_greed["value"], name="Fear & Greed",
-                             mode="lines+markers", marker=dict(size=4),
+                             mode="lines+markers" if len(fear_greed) <= 120 else "lines",
+                             marker=dict(size=4),
                              line=dict(color="#bcbd22"), customdata=fear_greed["classification"],
                              hovertemplate="%{y:.0f} %{customdata}<extra></extra>"),
                   row=4, col=1)

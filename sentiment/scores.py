@@ -245,8 +245,9 @@ def contributions(subscores: dict[str, np.ndarray], weights: dict[str, float]
     """
     values = {name: np.asarray(subscores[name], dtype=np.float64) for name in SUBSCORE_COLUMNS}
     terms = dict(values)
-    terms["volatility"] = np.vectorize(volatility_modifier, otypes=[float])(
-        values["volatility"])
+    known = ~np.isnan(values["volatility"])
+    terms["volatility"] = np.where(known, np.vectorize(volatility_modifier, otypes=[float])(
+        np.where(known, values["volatility"], 0.0)), np.nan)
     present = {name: ~np.isnan(v) for name, v in values.items()}
     for core in ("trend", "momentum", "volatility", "volume_flow"):
         present[core] = np.ones_like(values[core], dtype=bool)  # always in the denominator

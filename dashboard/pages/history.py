@@ -31,6 +31,41 @@ start, end = controls.time_range(pd.Timestamp(extent["first"].iloc[0]),
                                  config.dashboard.default_days)
 
 
+#: Regime changes listed on the page, newest first (a long list slows the first render).
+TRANSITIONS_LISTED = 20
+
+
+def _duration(delta: pd.Timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes % 10080 == 0:
+        return f"{minutes // 10080}w"
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
+def _transitions_table(transitions: pd.DataFrame, first_close: pd.Timestamp) -> str:
+    """Newest first, with how long the regime left behind had lasted (at least since the
+    range's first bar, for the oldest change). A Markdown table draws at once, where a data
+    grid first loads its own code."""
+    t = pd.to_datetime(transitions["timestamp"])
+    since = t.shift(-1)
+    lines = ["| Bar close (UTC) | From | To | From lasted |", "|---|---|---|---|"]
+    for when, old, new, began in zip(t, transitions["from_regime"], transitions["to_regime"],
+                                     since, strict=True):
+        old = "warming up" if pd.isna(old) else str(old).replace("_", " ")
+        lasted = (f"≥ {_age(when - pd.Timestamp(first_close))}" if pd.isna(began)
+                  else _age(when - began))
+        lines.append(f"| {when:%Y-%m-%d %H:%M} | {old} | {str(new).replace('_', ' ')} | "
+                     f"{lasted} |")
+    return "\n".join(lines)
+
+
+def _age(delta: pd.Timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} d"
+
+
 @st.fragment(run_every=config.dashboard.refresh_seconds)
 def history() -> None:
     try:
@@ -45,24 +80,43 @@ def history() -> None:
     regime = newest["regime"]
     state = "warming up" if pd.isna(regime) else (
         f"{str(regime).replace('_', ' ')}, composite {float(newest['sentiment_score']):+.2f}")
+    bar = pd.Timedelta(minutes=INTERVAL_MINUTES[interval])
+    step = charts.display_step(rows, bar)
+    drawn = "" if step == bar else (
+        f" Drawn as {_duration(step)} bars (each with the OHLC of its {_duration(bar)} bars "
+        "and the snapshot at its close); the CSV has every row.")
     st.caption(f"{symbol} {controls.INTERVAL_NAMES.get(interval, interval)}: {len(rows):,} "
                f"bars, {rows['timestamp'].iloc[0]:%Y-%m-%d %H:%M} to "
-               f"{newest['timestamp']:%Y-%m-%d %H:%M} UTC (bar closes). Latest: {state}.")
-    bar = pd.Timedelta(minutes=INTERVAL_MINUTES[interval])
+               f"{newest['timestamp']:%Y-%m-%d %H:%M} UTC (bar closes). Latest: {state}."
+               + drawn)
     st.plotly_chart(charts.history(rows, config.weights.as_dict(), bar), key="history")
-    probs = queries.state_probabilities(rows)
+    probs = queries.state_probabilities(charts.coarser_bars(rows, bar))
     st.subheader("HMM regime probabilities")
     if probs.empty:
         st.info("No HMM model covers this range yet (the first needs "
                 f"{config.hmm.min_bars} bars before a weekly boundary).")
     else:
-        st.plotly_chart(charts.hmm_probabilities(probs), key="hmm")
-    st.subheader("Regime transitions")
-    st.dataframe(transitions, hide_index=True, height=260)
-    st.download_button(
-        "Download these rows (CSV)", rows.to_csv(index=False).encode(),
+        span = (rows["timestamp"].iloc[0] - bar, newest["timestamp"])
+        st.plotly_chart(charts.hmm_probabilities(probs, span), key="hmm")
+    st.subheader(f"Regime transitions ({len(transitions):,})")
+    if transitions.empty:
+        st.caption("No regime change in this range.")
+    else:
+        if len(transitions) > TRANSITIONS_LISTED:
+            st.caption(f"The {TRANSITIONS_LISTED} most recent; the CSV below and the "
+                       "regime_transitions table have them all.")
+        with st.container(height=280):
+            st.markdown(_transitions_table(transitions.head(TRANSITIONS_LISTED),
+                                           rows["timestamp"].iloc[0]))
+    left, right = st.columns(2)
+    left.download_button(
+        f"Download these {len(rows):,} rows (CSV)", lambda: rows.to_csv(index=False).encode(),
         file_name=f"sentiment_{symbol}_{interval}_{start:%Y%m%d}.csv", mime="text/csv",
         on_click="ignore")
-
+    right.download_button(
+        f"Download the {len(transitions):,} transitions (CSV)",
+        lambda: transitions.to_csv(index=False).encode(),
+        file_name=f"regime_transitions_{symbol}_{interval}_{start:%Y%m%d}.csv",
+        mime="text/csv", on_click="ignore")
 
 history()

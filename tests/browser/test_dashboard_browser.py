@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from dagster import DagsterInstance
@@ -102,7 +104,13 @@ def _latest(db: str, symbol: str, interval: str = "60") -> dict:
 def _shot(page, tmp_path: Path, name: str) -> Path:
     SCREENSHOTS.mkdir(exist_ok=True)
     path = tmp_path / name
+    # The app scrolls inside its main section: make the window as tall as that content.
+    height = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('section, div')].map(e => e.scrollHeight))")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, 600), 4000)})
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
     shutil.copy(path, SCREENSHOTS / name)
     return path
 
@@ -131,6 +139,14 @@ def test_the_pages_show_regime_score_and_charts(page, dashboard_db, clean_replay
                                timeout=30_000)
         assert "ETHUSDT 1h:" in page.inner_text("body")
         _shot(page, tmp_path, "dashboard-history.png")
+        # The CSV is written when asked for: every row shown, one line each.
+        button = page.get_by_role("button", name=re.compile(r"Download these [\d,]+ rows"))
+        shown = int(re.search(r"these ([\d,]+) rows", button.inner_text())[1].replace(",", ""))
+        with page.expect_download(timeout=30_000) as download:
+            button.click()
+        csv = pd.read_csv(download.value.path())
+        assert len(csv) == shown and set(csv["symbol"]) == {"ETHUSDT"}
+        assert {"sentiment_score", "regime", "open", "close"} <= set(csv.columns)
 
         page.goto(server.url + "/exchange?symbol=BTCUSDT")
         page.get_by_text("Funding rate (% per settlement)").wait_for(timeout=30_000)

@@ -122,18 +122,66 @@ def test_history_page_follows_its_selectors_and_the_url(app, dashboard_db):
     # Another symbol, interval and range: what is shown and the URL follow.
     at.sidebar.selectbox[0].set_value("ETHUSDT").run()
     at.sidebar.selectbox[1].set_value("240").run()
-    at.sidebar.date_input[0].set_value((dt.date(2022, 3, 10), dt.date(2022, 3, 12))).run()
+    at.sidebar.date_input[0].set_value((dt.date(2022, 3, 27), dt.date(2022, 3, 30))).run()
     assert not at.exception
     assert dict(at.query_params) == {"symbol": "ETHUSDT", "interval": "240",
-                                     "from": "2022-03-10", "to": "2022-03-12"}
+                                     "from": "2022-03-27", "to": "2022-03-30"}
     caption = next(c.value for c in at.caption if c.value.startswith("ETHUSDT 4h"))
-    assert caption.startswith("ETHUSDT 4h: 18 bars, 2022-03-10 04:00 to 2022-03-13 00:00")
-    transitions = at.dataframe[0].value
+    assert caption.startswith("ETHUSDT 4h: 24 bars, 2022-03-27 04:00 to 2022-03-31 00:00")
     expected = store.query(
-        "SELECT count(*) AS n FROM regime_transitions WHERE symbol = 'ETHUSDT' AND interval = "
-        "'240' AND timestamp > ? AND timestamp <= ?",
-        [dt.datetime(2022, 3, 10), dt.datetime(2022, 3, 13)])["n"].iloc[0]
-    assert len(transitions) == expected
+        "SELECT timestamp, to_regime FROM regime_transitions WHERE symbol = 'ETHUSDT' AND "
+        "interval = '240' AND timestamp > ? AND timestamp <= ? ORDER BY timestamp DESC",
+        [dt.datetime(2022, 3, 27), dt.datetime(2022, 3, 31)])
+    assert len(expected) >= 2  # the window was picked to hold some
+    assert f"Regime transitions ({len(expected)})" in [h.value for h in at.subheader]
+    listed = _transition_rows(at)
+    assert [(r[0], r[2]) for r in listed] == [
+        (f"{t:%Y-%m-%d %H:%M}", n.replace("_", " ")) for t, n in expected.itertuples(index=False)]
+
+
+def _transition_rows(at: AppTest) -> list[list[str]]:
+    """The cells of the page's regime-transition table (Markdown), newest first."""
+    table = next(m.value for m in at.markdown if m.value.startswith("| Bar close (UTC)"))
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in table.splitlines()[2:]]
+
+
+def test_long_ranges_are_drawn_in_coarser_bars(app, dashboard_db, monkeypatch):
+    """Over MAX_CANDLES bars the chart draws coarser ones (the month's 1h bars as 12h bars
+    when at most 100 are drawn): each has the OHLC of the bars inside it and the snapshot
+    of its last bar; the regime shading, the transitions and the CSV keep every bar."""
+    from dashboard import charts
+
+    monkeypatch.setattr(charts, "MAX_CANDLES", 100)
+    at = app(PAGES[1], symbol="BTCUSDT", interval="60", **{"from": "2022-03-01",
+                                                           "to": "2022-03-31"})
+    caption = next(c.value for c in at.caption if c.value.startswith("BTCUSDT 1h"))
+    assert "Drawn as 12h bars" in caption
+    hourly = Store(dashboard_db).query(
+        "SELECT c.open_time, c.open, c.high, c.low, c.close, s.sentiment_score, s.timestamp "
+        "FROM sentiment_history s JOIN candles c ON c.symbol = s.symbol AND c.interval = "
+        "s.interval AND c.open_time = s.timestamp - INTERVAL 1 HOUR "
+        "WHERE s.symbol = 'BTCUSDT' AND s.interval = '60' ORDER BY s.timestamp")
+    bucket = hourly["open_time"].dt.floor("12h")
+    want = hourly.groupby(bucket).agg(open=("open", "first"), high=("high", "max"),
+                                      low=("low", "min"), close=("close", "last"),
+                                      score=("sentiment_score", "last"),
+                                      closed=("timestamp", "last"))
+    figure = next(c for c in _charts(at) if any(t["type"] == "candlestick" for t in c["data"]))
+    candles = next(t for t in figure["data"] if t["type"] == "candlestick")
+    assert len(_values(candles["open"])) == len(want) <= 100
+    assert pd.to_datetime(candles["x"]).tolist() == want.index.tolist()
+    for field in ("open", "high", "low", "close"):
+        assert _values(candles[field]) == pytest.approx(want[field].to_numpy(), rel=1e-12)
+    composite = next(t for t in figure["data"] if t.get("name") == "composite")
+    assert pd.to_datetime(composite["x"]).tolist() == want["closed"].tolist()
+    assert _values(composite["y"]) == pytest.approx(want["score"].to_numpy(), nan_ok=True)
+    # The shading still follows every hourly regime change.
+    changes = Store(dashboard_db).query(
+        "SELECT count(*) AS n FROM regime_transitions WHERE symbol = 'BTCUSDT' AND "
+        "interval = '60'")["n"].iloc[0]
+    polygons = sum(len(t["x"]) // 6 for t in figure["data"] if t.get("fill") == "toself")
+    assert polygons == changes + 1  # the first regime after the warm-up, then each change
 
 
 def test_a_shared_url_opens_the_same_view(app):
@@ -159,8 +207,14 @@ def test_exchange_page_draws_the_briefs_thresholds(app):
     lines = sorted(round(s["y0"], 6) for s in figure["layout"]["shapes"])
     assert lines == sorted([0.1, -0.05, 0.6, 0.4, 80.0, 20.0])
     names = [t["name"] for t in figure["data"]]
-    assert names == ["funding", "open interest", "long share", "Fear & Greed"]
+    assert names == ["funding", "funding", "open interest", "long share", "Fear & Greed"]
     assert all(len(_values(t["x"])) > 0 for t in figure["data"])
+    # Funding is drawn as its positive part (green) and negative part (red), each rate held
+    # until the next settlement; together they are the stored rates, in percent.
+    up, down = figure["data"][:2]
+    assert (_values(up["y"]) >= 0).all() and (_values(down["y"]) <= 0).all()
+    assert _values(up["y"]) + _values(down["y"]) == pytest.approx(_values(up["customdata"]))
+    assert up["line"]["shape"] == "hv"
 
 
 @pytest.mark.parametrize("page", PAGES)
