@@ -15,6 +15,21 @@ def _replay_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream(args: argparse.Namespace) -> int:
+    import logging
+
+    from sentiment.config import load_config
+    from sentiment.settings import get_settings
+    from sentiment.stream import StreamService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = get_settings()
+    service = StreamService(load_config(), args.url or settings.bybit_ws_url,
+                            args.staging or settings.stream_dir)
+    service.run()
+    return 0
+
+
 def _tables(args: argparse.Namespace) -> int:
     from sentiment.settings import get_settings
     from sentiment.store import TABLES, Store
@@ -71,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=0.0,
                         help="replay seconds per wall second (0 = frozen clock)")
     replay.set_defaults(func=_replay_server)
+
+    stream = sub.add_parser(
+        "stream",
+        help="stream tickers, order books and liquidations into the staging directory",
+    )
+    stream.add_argument("--url", default=None, help="WebSocket URL (default $BYBIT_WS_URL)")
+    stream.add_argument("--staging", default=None,
+                        help="staging directory (default $SENTIMENT_STREAM_DIR, or stream/ "
+                             "beside the database)")
+    stream.set_defaults(func=_stream)
 
     tables = sub.add_parser("tables", help="rows and time range of every table")
     tables.add_argument("--db", default=None, help="DuckDB file (default $SENTIMENT_DB)")

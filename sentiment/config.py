@@ -140,6 +140,25 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    # One order-book imbalance sample per this many seconds of exchange time.
+    sample_seconds: float = 1.0
+    # One ticker row per this many seconds.
+    ticker_seconds: float = 10.0
+    # What was received is staged (Parquet) this often.
+    flush_seconds: float = 2.0
+    # Heartbeat ping to the exchange; a silent connection is dropped after dead_seconds.
+    ping_seconds: float = 20.0
+    dead_seconds: float = 45.0
+    max_backoff_seconds: float = 30.0
+    # Liquidation pressure window (cascade, squeeze) inside the rolling hour.
+    liquidation_window_seconds: int = 300
+    # While the stream's newest staged message is at most this old, the live job treats
+    # bars the stream has not covered yet as provisional.
+    alive_seconds: int = 120
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     timeout_seconds: float = 10.0
     max_retries: int = 5
@@ -164,6 +183,7 @@ class Config:
     live: LiveConfig = field(default_factory=LiveConfig)
     hmm: HMMConfig = field(default_factory=HMMConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     path: str | None = None
 
     def interval_minutes(self, interval: str) -> int:
@@ -421,6 +441,18 @@ def _validate(raw: Any, path: str | None) -> Config:
         data.get("dashboard"), DashboardConfig, f"{k}.dashboard", path,
         {"refresh_seconds": pos_int, "default_days": pos_int, "stale_after_bars": pos_int},
     )
+    stream = _section(
+        data.get("stream"), StreamConfig, f"{k}.stream", path,
+        {name: positive for name in ("sample_seconds", "ticker_seconds", "flush_seconds",
+                                     "ping_seconds", "dead_seconds", "max_backoff_seconds")}
+        | {"liquidation_window_seconds": pos_int, "alive_seconds": pos_int},
+    )
+    if stream.dead_seconds <= stream.ping_seconds:
+        raise _fail(f"{k}.stream.dead_seconds", "must be longer than ping_seconds", path)
+    if not 0 < stream.liquidation_window_seconds <= 3600:
+        raise _fail(f"{k}.stream.liquidation_window_seconds",
+                    "must be within the rolling hour (1 .. 3600)", path)
+    out["stream"] = stream
     return Config(**out)
 
 

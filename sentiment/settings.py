@@ -18,6 +18,8 @@ DEFAULTS: dict[str, str] = {
     "BYBIT_BASE_URL": "https://api.bybit.com",
     "BYBIT_WS_URL": "wss://stream.bybit.com/v5/public/linear",
     "FEAR_GREED_URL": "https://api.alternative.me/fng/",
+    # Where the stream stages its Parquet files; default: stream/ beside the database.
+    "SENTIMENT_STREAM_DIR": "",
 }
 
 
@@ -30,6 +32,7 @@ class Settings:
     bybit_base_url: str
     bybit_ws_url: str
     fear_greed_url: str
+    stream_dir: str
 
 
 def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -40,10 +43,14 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         value = env.get(name, "").strip()
         return value or DEFAULTS[name]
 
+    db_path = read("SENTIMENT_DB")
+
     return Settings(
         config_path=read("SENTIMENT_CONFIG"),
-        db_path=read("SENTIMENT_DB"),
+        db_path=db_path,
         bybit_base_url=read("BYBIT_BASE_URL"),
         bybit_ws_url=read("BYBIT_WS_URL"),
         fear_greed_url=read("FEAR_GREED_URL"),
+        stream_dir=read("SENTIMENT_STREAM_DIR") or os.path.join(
+            os.path.dirname(db_path) or ".", "stream"),
     )

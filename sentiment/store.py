@@ -73,6 +73,7 @@ TABLES: dict[str, TableSpec] = {
         ),
         TableSpec("liquidations", ("symbol", "ts", "side", "price", "size"), ("seq",), "ts"),
         TableSpec("orderbook_imbalance", ("symbol", "ts"), ("obi",), "ts"),
+        TableSpec("stream_state", ("symbol",), ("through", "loaded_at"), "through"),
         TableSpec(
             "sentiment_history",
             ("symbol", "interval", "timestamp"),

@@ -80,6 +80,16 @@ CREATE TABLE IF NOT EXISTS liquidations (
     PRIMARY KEY (symbol, ts, side, price, size)
 );
 
+-- How far the live stream (`sentiment stream`) got: every message it received stamped at or
+-- before `through` (exchange time) is in the tables above. Bars that close after it are
+-- provisional for the live job while the stream runs.
+CREATE TABLE IF NOT EXISTS stream_state (
+    symbol     VARCHAR   NOT NULL,
+    through    TIMESTAMP NOT NULL,
+    loaded_at  TIMESTAMP NOT NULL,  -- this machine's clock when it was loaded
+    PRIMARY KEY (symbol)
+);
+
 CREATE TABLE IF NOT EXISTS orderbook_imbalance (
     symbol  VARCHAR   NOT NULL,
     ts      TIMESTAMP NOT NULL,

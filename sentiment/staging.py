@@ -1,0 +1,218 @@
+"""Staging of the live stream's output, between the stream and the database.
+
+DuckDB lets one process write a file, and the pipeline's Dagster runs are that writer
+(DESIGN invariant 5). The stream (``sentiment stream``) therefore never opens the database:
+every few seconds it writes what it received to small Parquet files in a staging directory,
+each written under a temporary name and renamed into place, so a reader sees whole files
+only. A loader run (the ``stream_load_job``, and the live job before it computes) upserts
+every staged file into ``liquidations``, ``orderbook_imbalance``, ``tickers`` and
+``stream_state`` in one transaction, then deletes the files it loaded. Loading is
+idempotent: the rows are keyed, so a file loaded twice (a crash between the commit and the
+delete) leaves the same rows.
+
+File names sort in time order: ``{kind}.{first exchange ms}.{writer pid}.{counter}.parquet``.
+A file that cannot be read or holds bad values is moved to ``rejected/`` and named in the
+error; the good files are still loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sentiment.errors import SourceError
+
+#: What the stream stages, with the columns of each (the table's columns).
+KINDS: dict[str, tuple[str, ...]] = {
+    "liquidations": ("symbol", "ts", "side", "price", "size", "seq"),
+    "orderbook_imbalance": ("symbol", "ts", "obi"),
+    "tickers": (
+        "symbol", "ts", "last_price", "mark_price", "index_price", "prev_price_24h",
+        "price_24h_pcnt", "high_price_24h", "low_price_24h", "prev_price_1h", "open_interest",
+        "open_interest_value", "turnover_24h", "volume_24h", "funding_rate",
+        "next_funding_time", "bid1_price", "bid1_size", "ask1_price", "ask1_size",
+    ),
+    "stream_state": ("symbol", "through"),
+}
+_TIMES = {"ts", "through", "next_funding_time"}
+_TEXT = {"symbol", "side"}
+_counter = itertools.count()
+
+
+class StagingError(SourceError):
+    """A staged file could not be loaded; it was moved aside to ``rejected/``."""
+
+
+def _frame(kind: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(KINDS[kind]))
+    for column in frame.columns:
+        if column in _TIMES:
+            frame[column] = pd.to_datetime(frame[column], unit="ms") \
+                if frame[column].dtype.kind in "iuf" else pd.to_datetime(frame[column])
+        elif column == "seq":
+            frame[column] = frame[column].astype("Int64")
+        elif column not in _TEXT:
+            frame[column] = pd.to_numeric(frame[column]).astype(np.float64)
+    return frame
+
+
+@dataclass
+class Staging:
+    """One staging directory (created on first use)."""
+
+    directory: Path
+
+    def __post_init__(self) -> None:
+        self.directory = Path(self.directory)
+
+    @property
+    def rejected(self) -> Path:
+        return self.directory / "rejected"
+
+    def write(self, rows: dict[str, list[dict] | pd.DataFrame]) -> list[Path]:
+        """Stage rows (dicts with ms times, or frames) by kind; one file per non-empty kind,
+        each complete on disk (fsync) before it appears under its final name."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for kind, items in rows.items():
+            if kind not in KINDS:
+                raise ValueError(f"unknown staging kind {kind!r}")
+            if len(items) == 0:
+                continue
+            frame = _frame(kind, items)
+            first = int(frame[KINDS[kind][1]].min().value // 1_000_000)
+            name = f"{kind}.{first:013d}.{os.getpid()}.{next(_counter):08d}.parquet"
+            final = self.directory / name
+            temporary = self.directory / f".{name}.tmp"
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            with open(temporary, "wb") as handle:
+                pq.write_table(table, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, final)
+            written.append(final)
+        return written
+
+    def pending(self) -> list[Path]:
+        """Staged files not loaded yet, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.glob("*.parquet") if p.name.split(".")[0]
+                      in KINDS)
+
+    def reject(self, path: Path) -> Path:
+        self.rejected.mkdir(parents=True, exist_ok=True)
+        target = self.rejected / path.name
+        os.replace(path, target)
+        return target
+
+
+def _check(kind: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    missing = [c for c in KINDS[kind] if c not in frame.columns]
+    if missing:
+        raise StagingError("stream", f"staged file {path.name} lacks {', '.join(missing)}",
+                           endpoint=kind, field=missing[0])
+    frame = _frame(kind, frame[list(KINDS[kind])])
+    key_times = [c for c in ("ts", "through") if c in frame.columns]
+    for column in ["symbol", *key_times]:
+        if frame[column].isna().any():
+            raise StagingError("stream", f"staged file {path.name} has an empty {column}",
+                               endpoint=kind, field=column)
+    if kind == "orderbook_imbalance":
+        bad = ~frame["obi"].between(-1.0, 1.0)
+        if bad.any():
+            row = frame[bad].iloc[0]
+            raise StagingError("stream", f"staged file {path.name}: OBI {row['obi']!r} "
+                               "outside [-1, 1]", endpoint=kind, symbol=row["symbol"],
+                               field="obi")
+    if kind == "liquidations":
+        bad = ~frame["side"].isin(["Buy", "Sell"]) | ~(frame["price"] > 0) | \
+            ~(frame["size"] > 0)
+        if bad.any():
+            row = frame[bad].iloc[0]
+            raise StagingError("stream", f"staged file {path.name}: liquidation side "
+                               f"{row['side']!r}, price {row['price']!r}, size "
+                               f"{row['size']!r}", endpoint=kind, symbol=row["symbol"],
+                               field="side/price/size")
+    return frame
+
+
+@dataclass
+class LoadResult:
+    files: list[Path] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def read_staged(staging: Staging, paths: Iterable[Path] | None = None
+                ) -> tuple[dict[str, pd.DataFrame], LoadResult]:
+    """The staged files' rows by table (``stream_state`` reduced to each symbol's furthest
+    point), with the files read; unreadable or bad files are moved to ``rejected/``."""
+    result = LoadResult()
+    parts: dict[str, list[pd.DataFrame]] = {kind: [] for kind in KINDS}
+    for path in (staging.pending() if paths is None else paths):
+        kind = path.name.split(".")[0]
+        try:
+            frame = _check(kind, pd.read_parquet(path), path)
+        except FileNotFoundError:
+            continue  # loaded and deleted by another loader meanwhile
+        except StagingError as exc:
+            result.rejected.append((staging.reject(path), str(exc)))
+            continue
+        except Exception as exc:  # not Parquet, truncated, wrong types
+            message = f"staged file {path.name} is unreadable: {exc}"
+            result.rejected.append((staging.reject(path), message))
+            continue
+        parts[kind].append(frame)
+        result.files.append(path)
+    frames = {kind: pd.concat(p, ignore_index=True) for kind, p in parts.items() if p}
+    for kind, frame in frames.items():
+        key = ["symbol", KINDS[kind][1]] if kind != "stream_state" else ["symbol"]
+        if kind == "liquidations":
+            key = ["symbol", "ts", "side", "price", "size"]
+        if kind == "stream_state":
+            frame = frame.sort_values("through")
+        frames[kind] = frame.drop_duplicates(key, keep="last").reset_index(drop=True)
+    if "stream_state" in frames:
+        frames["stream_state"]["loaded_at"] = pd.Timestamp(
+            dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    result.rows = {kind: len(frame) for kind, frame in frames.items()}
+    return frames, result
+
+
+def load_staged(store, staging: Staging) -> LoadResult:
+    """Upsert every staged file into the database in one transaction, then delete them.
+    Raises :class:`StagingError` naming the rejected files, after loading the good ones."""
+    frames, result = read_staged(staging)
+    if frames:
+        if "stream_state" in frames:
+            frames["stream_state"] = _furthest(store, frames["stream_state"])
+        store.write(upsert=frames)
+    for path in result.files:
+        path.unlink(missing_ok=True)
+    if result.rejected:
+        names = "; ".join(message for _, message in result.rejected)
+        raise StagingError("stream", f"{len(result.rejected)} staged file(s) moved to "
+                           f"{staging.rejected}: {names}")
+    return result
+
+
+def _furthest(store, state: pd.DataFrame) -> pd.DataFrame:
+    """Never move a symbol's ``through`` back (an old file loaded after a newer one)."""
+    stored = store.read("stream_state")
+    if stored.empty:
+        return state
+    before = dict(zip(stored["symbol"], pd.to_datetime(stored["through"]), strict=True))
+    state = state.copy()
+    state["through"] = [max(t, before.get(s, t)) for s, t in
+                        zip(state["symbol"], pd.to_datetime(state["through"]), strict=True)]
+    return state
