@@ -131,7 +131,7 @@ def _check(kind: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         bad = ~frame["obi"].between(-1.0, 1.0)
         if bad.any():
             row = frame[bad].iloc[0]
-            raise StagingError("stream", f"staged file {path.name}: OBI {row['obi']!r} "
+            raise StagingError("stream", f"staged file {path.name}: OBI {float(row['obi']):g} "
                                "outside [-1, 1]", endpoint=kind, symbol=row["symbol"],
                                field="obi")
     if kind == "liquidations":
@@ -140,8 +140,8 @@ def _check(kind: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         if bad.any():
             row = frame[bad].iloc[0]
             raise StagingError("stream", f"staged file {path.name}: liquidation side "
-                               f"{row['side']!r}, price {row['price']!r}, size "
-                               f"{row['size']!r}", endpoint=kind, symbol=row["symbol"],
+                               f"{row['side']!r}, price {float(row['price']):g}, size "
+                               f"{float(row['size']):g}", endpoint=kind, symbol=row["symbol"],
                                field="side/price/size")
     return frame
 

@@ -232,6 +232,7 @@ class StreamService:
             max_backoff_seconds=sc.max_backoff_seconds)
         self.flushes = 0
         self._flush_lock = threading.Lock()
+        self._alarms: dict[str, tuple[bool, str | None]] = {}
 
     def flush(self) -> list[Path]:
         """Stage what was received since the last flush."""
@@ -244,11 +245,17 @@ class StreamService:
             self.flushes += 1
         for symbol in self.recorder.symbols:
             reading = self.recorder.pressure(symbol)
-            if reading is not None and (reading.cascade or reading.squeeze):
+            if reading is None:
+                continue
+            alarm = (reading.cascade, reading.squeeze)
+            if alarm != self._alarms.get(symbol, (False, None)):  # log changes only
                 log.warning("stream: %s liquidations %.0f in the window (%.1fx the hour's "
-                            "average)%s%s", symbol, reading.volume, reading.ratio,
-                            ", cascade" if reading.cascade else "",
-                            f", {reading.squeeze} squeeze" if reading.squeeze else "")
+                            "average): %s", symbol, reading.volume, reading.ratio,
+                            ", ".join(filter(None, (
+                                "cascade" if reading.cascade else "",
+                                f"{reading.squeeze} squeeze" if reading.squeeze else "",
+                            ))) or "back to normal")
+            self._alarms[symbol] = alarm
         return written
 
     def run(self, install_signals: bool = True) -> None:

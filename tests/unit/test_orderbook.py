@@ -94,3 +94,116 @@ def test_random_books_stay_in_range_and_match_the_reference():
             continue
         assert -1.0 <= got <= 1.0
         assert got == pytest.approx(want, abs=1e-12)
+
+
+# ---------------------------------------------------------------------- the local book
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from sentiment.orderbook import BookGap, OrderBook  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bybit"
+
+
+def _fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def _levels(side) -> dict[float, float]:
+    return {float(p): float(q) for p, q in side}
+
+
+def test_recorded_snapshot_then_delta_gives_the_expected_book():
+    snapshot = _fixture("ws_orderbook_snapshot.json")
+    delta = _fixture("ws_orderbook_delta_following_snapshot.json")
+    book = OrderBook("BTCUSDT")
+    book.apply(snapshot)
+    assert len(book.bids) == len(book.asks) == 50 and book.update_id == 10132540
+    book.apply(delta)
+    # Expected: the snapshot's levels with the delta written over them, size 0 deleting.
+    expected = {"b": _levels(snapshot["data"]["b"]), "a": _levels(snapshot["data"]["a"])}
+    for side in ("b", "a"):
+        for price, size in _levels(delta["data"][side]).items():
+            if size == 0:
+                expected[side].pop(price)
+            else:
+                expected[side][price] = size
+    assert book.bids == expected["b"] and book.asks == expected["a"]
+    # Spot checks read off the recorded messages.
+    assert 71419.8 not in book.bids and book.bids[71418.2] == 0.159
+    assert book.bids[71413.2] == 0.603 and book.asks[71427.9] == 0.006
+    assert 71428.3 not in book.asks and book.update_id == 10132541
+    bids, asks = book.top(5)
+    assert [p for p, _ in bids] == sorted(book.bids, reverse=True)[:5]
+    assert [p for p, _ in asks] == sorted(book.asks)[:5]
+    assert book.ts == delta["ts"]
+
+
+def test_obi_of_the_recorded_book_follows_the_brief():
+    book = OrderBook("BTCUSDT")
+    book.apply(_fixture("ws_orderbook_snapshot.json"))
+    data = _fixture("ws_orderbook_snapshot.json")["data"]
+    want = reference_obi([float(q) for _, q in data["b"]], [float(q) for _, q in data["a"]])
+    assert book.imbalance() == pytest.approx(want, abs=1e-12)
+    assert -1.0 < want < 0.0  # 4.669 BTC at the best ask outweighs the bids
+
+
+def _snap(u: int, bids, asks, ts: int = 1_000) -> dict:
+    return {"topic": "orderbook.50.BTCUSDT", "type": "snapshot", "ts": ts,
+            "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": u}}
+
+
+def _delta(u: int, bids=(), asks=(), ts: int = 1_001) -> dict:
+    return {"topic": "orderbook.50.BTCUSDT", "type": "delta", "ts": ts,
+            "data": {"s": "BTCUSDT", "b": list(bids), "a": list(asks), "u": u, "seq": u}}
+
+
+def test_a_skipped_update_id_is_a_gap_until_the_next_snapshot():
+    book = OrderBook("BTCUSDT")
+    with pytest.raises(BookGap, match="without a snapshot"):
+        book.apply(_delta(5, [["100", "1"]]))
+    book.apply(_snap(100, [["100", "2"]], [["101", "1"]]))
+    book.apply(_delta(101, [["100", "3"]]))
+    with pytest.raises(BookGap, match="update id 103 after 101") as gap:
+        book.apply(_delta(103, [["99", "5"]]))
+    assert gap.value.symbol == "BTCUSDT" and gap.value.field == "u"
+    assert not book.synced and book.imbalance() != book.imbalance()
+    with pytest.raises(BookGap):  # still out of sync: no delta is applied
+        book.apply(_delta(104, [["98", "5"]]))
+    assert 99.0 not in book.bids and 98.0 not in book.bids
+    book.apply(_snap(500, [["100", "1"]], [["101", "3"]]))
+    assert book.synced and book.bids == {100.0: 1.0} and book.asks == {101.0: 3.0}
+    assert book.imbalance() == pytest.approx((1 - 3) / (1 + 3))
+
+
+def test_a_restart_snapshot_with_update_id_one_replaces_the_book():
+    book = OrderBook("BTCUSDT")
+    book.apply(_snap(100, [["100", "2"], ["99", "1"]], [["101", "1"]]))
+    book.apply(_snap(1, [["90", "1"]], [["91", "1"]]))
+    assert book.bids == {90.0: 1.0} and book.update_id == 1
+    book.apply(_delta(2, asks=[["91", "0"], ["92", "4"]]))
+    assert book.asks == {92.0: 4.0}
+
+
+def test_a_replayed_delta_is_a_gap_too():
+    book = OrderBook("BTCUSDT")
+    book.apply(_snap(10, [["100", "2"]], [["101", "1"]]))
+    book.apply(_delta(11, [["100", "3"]]))
+    with pytest.raises(BookGap, match="replayed"):
+        book.apply(_delta(11, [["100", "3"]]))
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"type": "update"}, "type"),
+    ({"data": {"s": "ETHUSDT", "b": [], "a": [], "u": 1}}, "s"),
+    ({"data": {"s": "BTCUSDT", "b": [["x", "1"]], "a": [], "u": 1}}, "u/b/a/ts"),
+])
+def test_a_malformed_push_names_the_field_and_leaves_the_book(bad, field):
+    book = OrderBook("BTCUSDT")
+    book.apply(_snap(10, [["100", "2"]], [["101", "1"]]))
+    message = {**_snap(11, [], []), **bad}
+    with pytest.raises(Exception) as err:
+        book.apply(message)
+    assert err.value.field == field and err.value.symbol == "BTCUSDT"
+    assert book.bids == {100.0: 2.0} and book.update_id == 10

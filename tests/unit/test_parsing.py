@@ -426,4 +426,9 @@ def test_settings_defaults_and_overrides():
     assert (custom.bybit_base_url, custom.fear_greed_url, custom.db_path) == (
         "http://127.0.0.1:8765", "http://127.0.0.1:8765/fng/", "x.duckdb")
     assert set(DEFAULTS) == {"SENTIMENT_CONFIG", "SENTIMENT_DB", "BYBIT_BASE_URL",
-                             "BYBIT_WS_URL", "FEAR_GREED_URL"}
+                             "BYBIT_WS_URL", "FEAR_GREED_URL", "SENTIMENT_STREAM_DIR"}
+    # The stream stages beside the database unless told otherwise.
+    assert defaults.stream_dir == "data/stream"
+    assert custom.stream_dir == "./stream"
+    assert get_settings({"SENTIMENT_DB": "/srv/s.duckdb"}).stream_dir == "/srv/stream"
+    assert get_settings({"SENTIMENT_STREAM_DIR": "/tmp/st"}).stream_dir == "/tmp/st"

@@ -1,0 +1,274 @@
+"""The live stream against the replay WebSocket on 127.0.0.1: the real client, the real
+recorder, real Parquet staging and a real DuckDB file.
+
+Tests synchronise on what the server saw (subscriptions, pings) and on staged files, never
+on sleeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sentiment.config import load_config
+from sentiment.sources.bybit_ws import BybitStream
+from sentiment.sources.replay_ws import ReplayStream
+from sentiment.staging import Staging, StagingError, load_staged
+from sentiment.store import Store
+from sentiment.stream import StreamRecorder, StreamService, topics
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "bybit"
+BOOK = "orderbook.50.BTCUSDT"
+T0 = 1_773_386_409_389  # the recorded snapshot's time
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def snap(u: int, bids, asks, ts: int) -> dict:
+    return {"topic": BOOK, "type": "snapshot", "ts": ts,
+            "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": u}}
+
+
+def delta(u: int, ts: int, bids=(), asks=()) -> dict:
+    return {"topic": BOOK, "type": "delta", "ts": ts,
+            "data": {"s": "BTCUSDT", "b": list(bids), "a": list(asks), "u": u, "seq": u}}
+
+
+def liquidation(ts: int, side: str, size: str, price: str = "70000") -> dict:
+    return {"topic": "allLiquidation.BTCUSDT", "type": "snapshot", "ts": ts + 200,
+            "data": [{"T": ts, "s": "BTCUSDT", "S": side, "v": size, "p": price}]}
+
+
+def until(condition, timeout: float = 10.0) -> None:
+    """Poll ``condition`` (a state the code under test reaches) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+class Running:
+    """A :class:`BybitStream` with its recorder, running in a thread."""
+
+    def __init__(self, url: str, symbols=("BTCUSDT",), **options):
+        self.recorder = StreamRecorder(symbols, sample_ms=1)
+        self.client = BybitStream(url, topics(symbols), self.recorder.on_message,
+                                  tick_seconds=0.05, **options)
+        self.thread = threading.Thread(target=self.client.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.client.stop()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def ws():
+    with ReplayStream(symbols=["BTCUSDT", "ETHUSDT"], push_seconds=0.02) as server:
+        yield server
+
+
+def test_the_recorded_book_arrives_whole(ws):
+    ws.script(BOOK, [fixture("ws_orderbook_snapshot.json"),
+                     fixture("ws_orderbook_delta_following_snapshot.json")])
+    with Running(ws.url) as run:
+        book = run.recorder.symbols["BTCUSDT"].book
+        until(lambda: book.update_id == 10132541)
+    assert ws.subscriptions(BOOK) == 1
+    assert book.bids[71418.2] == 0.159 and 71419.8 not in book.bids
+    assert len(book.bids) == len(book.asks) == 50  # 4 bids and 2 asks out, as many in
+    assert run.recorder.counters.resyncs == 0 and run.recorder.counters.bad_messages == 0
+
+
+def test_a_gap_makes_the_client_ask_for_a_new_snapshot(ws):
+    ws.script(BOOK,
+              [snap(100, [["100", "1"]], [["101", "1"]], T0), delta(101, T0 + 1,
+               bids=[["100", "2"]]), delta(103, T0 + 2, bids=[["99", "9"]])],
+              [snap(500, [["100", "4"]], [["101", "1"]], T0 + 3),
+               delta(501, T0 + 4, asks=[["102", "2"]])])
+    with Running(ws.url) as run:
+        book = run.recorder.symbols["BTCUSDT"].book
+        until(lambda: book.update_id == 501)
+    # The client unsubscribed and subscribed the book again, nothing else.
+    ops = [(r["op"], r["args"]) for r in ws.received if r["op"] != "ping"]
+    assert ops[-2:] == [("unsubscribe", [BOOK]), ("subscribe", [BOOK])]
+    assert run.recorder.counters.resyncs == 1 and run.client.resubscribed == 1
+    assert book.bids == {100.0: 4.0} and book.asks == {101.0: 1.0, 102.0: 2.0}
+    assert 99.0 not in book.bids  # the delta after the gap was never applied
+    # OBI samples exist only for synced books: none from the broken stretch.
+    samples = run.recorder.drain()["orderbook_imbalance"]
+    assert [s["ts"] for s in samples] == [T0, T0 + 1, T0 + 3, T0 + 4]
+    assert samples[1]["obi"] == pytest.approx((2 - 1) / (2 + 1))
+
+
+def test_obi_is_sampled_once_per_slot_of_exchange_time(ws):
+    ws.script(BOOK, [snap(1, [["100", "1"]], [["101", "1"]], T0)]
+              + [delta(1 + i, T0 + i * 250, bids=[["100", str(1 + i)]]) for i in range(1, 9)])
+    recorder = StreamRecorder(["BTCUSDT"], sample_ms=1000)
+    client = BybitStream(ws.url, topics(["BTCUSDT"]), recorder.on_message, tick_seconds=0.05)
+    thread = threading.Thread(target=client.run, daemon=True)
+    thread.start()
+    until(lambda: recorder.symbols["BTCUSDT"].book.update_id == 9)
+    client.stop()
+    thread.join(timeout=10)
+    samples = recorder.drain()["orderbook_imbalance"]
+    # Messages at T0 + 0, 250, ..., 2000 ms: the first of each second's slot is sampled.
+    slots = sorted({(T0 + i * 250) // 1000 for i in range(9)})
+    assert [s["ts"] // 1000 for s in samples] == slots
+    first = samples[1]  # the book right after the first message of the second slot
+    i = next(i for i in range(9) if (T0 + i * 250) // 1000 == slots[1])
+    assert first["ts"] == T0 + i * 250
+    assert first["obi"] == pytest.approx((1 + i - 1) / (1 + i + 1))
+
+
+def test_heartbeats_are_sent(ws):
+    with Running(ws.url, ping_seconds=0.1, dead_seconds=5.0):
+        assert ws.wait_for(lambda r: sum(x.get("op") == "ping" for x in r) >= 3)
+
+
+def test_a_refused_topic_is_an_error_naming_it(ws):
+    client = BybitStream(ws.url, ["orderbook.50.NOTACOIN"], lambda m: None, tick_seconds=0.05)
+    with pytest.raises(Exception) as err:
+        client.run()
+    assert "NOTACOIN" in str(err.value)
+
+
+def test_a_dropped_connection_reconnects_and_loses_nothing_staged(ws, tmp_path):
+    config = load_config()
+    staging = Staging(tmp_path / "stream")
+    service = StreamService(config, ws.url, staging.directory)
+    service.client.backoff_seconds = 0.05
+    service.client.tick_seconds = 0.05
+    thread = threading.Thread(target=service.run, kwargs={"install_signals": False},
+                              daemon=True)
+    thread.start()
+    topic = "allLiquidation.BTCUSDT"
+    until(lambda: ws.subscriptions(topic) == 1)
+    sent = [liquidation(T0 + i, "Buy" if i % 3 else "Sell", f"0.{i + 1:03d}")
+            for i in range(5)]
+    for message in sent:
+        ws.push(topic, message)
+    until(lambda: service.recorder.counters.liquidations == 5)
+    until(lambda: any(p.name.startswith("liquidations.") for p in staging.pending()))
+    assert ws.drop_connections() == 1
+    until(lambda: ws.subscriptions(topic) == 2)  # reconnected and subscribed again
+    later = [liquidation(T0 + 1_000 + i, "Sell", f"1.{i:03d}") for i in range(3)]
+    for message in later:
+        ws.push(topic, message)
+    until(lambda: service.recorder.counters.liquidations == 8)
+    service.client.stop()
+    thread.join(timeout=10)
+    assert service.client.connections == 2
+    store = Store(str(tmp_path / "s.duckdb"))
+    store.init()
+    result = load_staged(store, staging)
+    assert result.rows["liquidations"] == 8 and not staging.pending()
+    stored = store.read("liquidations").sort_values("ts")
+    want = [(m["data"][0]["T"], m["data"][0]["S"], float(m["data"][0]["v"]))
+            for m in sent + later]
+    got = list(zip(stored["ts"].astype("datetime64[ms]").astype("int64"), stored["side"],
+                   stored["size"], strict=True))
+    assert got == want
+    assert (stored["price"] == 70000.0).all() and stored["seq"].is_unique
+
+
+def test_staged_rows_load_exactly_once_even_when_loaded_twice(tmp_path):
+    staging = Staging(tmp_path / "stream")
+    staging.write({
+        "liquidations": [{"symbol": "BTCUSDT", "ts": T0, "side": "Buy", "price": 70000.0,
+                          "size": 0.5, "seq": 1}],
+        "orderbook_imbalance": [{"symbol": "BTCUSDT", "ts": T0 + i * 1000, "obi": i / 10}
+                                for i in range(5)],
+        "stream_state": [{"symbol": "BTCUSDT", "through": T0 + 4000}],
+    })
+    staging.write({"orderbook_imbalance": [{"symbol": "BTCUSDT", "ts": T0 + 5000,
+                                            "obi": -0.5}],
+                   "stream_state": [{"symbol": "BTCUSDT", "through": T0 + 5000}]})
+    copies = {p.name: p.read_bytes() for p in staging.pending()}
+    store = Store(str(tmp_path / "s.duckdb"))
+    store.init()
+    first = load_staged(store, staging)
+    assert first.rows["orderbook_imbalance"] == 6 and not staging.pending()
+    # A crash between the commit and the deletes: the same files are loaded again.
+    for name, data in copies.items():
+        (staging.directory / name).write_bytes(data)
+    load_staged(store, staging)
+    assert len(store.read("orderbook_imbalance")) == 6
+    assert len(store.read("liquidations")) == 1
+    state = store.read("stream_state")
+    assert len(state) == 1 and state["through"].iloc[0] == pd.Timestamp(T0 + 5000, unit="ms")
+    # An older file arriving late never moves `through` back.
+    staging.write({"stream_state": [{"symbol": "BTCUSDT", "through": T0}]})
+    load_staged(store, staging)
+    assert store.read("stream_state")["through"].iloc[0] == pd.Timestamp(T0 + 5000, unit="ms")
+
+
+def test_a_bad_staged_file_is_set_aside_and_named_and_the_rest_loads(tmp_path):
+    staging = Staging(tmp_path / "stream")
+    staging.write({"orderbook_imbalance": [{"symbol": "BTCUSDT", "ts": T0, "obi": 0.2}]})
+    staging.write({"orderbook_imbalance": [{"symbol": "ETHUSDT", "ts": T0, "obi": 1.7}]})
+    (staging.directory / "tickers.0000000000001.1.00000001.parquet").write_bytes(b"not parquet")
+    store = Store(str(tmp_path / "s.duckdb"))
+    store.init()
+    with pytest.raises(StagingError) as err:
+        load_staged(store, staging)
+    message = str(err.value)
+    assert "OBI 1.7 outside [-1, 1]" in message and "ETHUSDT" in message
+    assert "tickers.0000000000001.1.00000001.parquet is unreadable" in message
+    assert store.read("orderbook_imbalance")["symbol"].tolist() == ["BTCUSDT"]
+    assert len(list(staging.rejected.iterdir())) == 2 and not staging.pending()
+
+
+def test_sentiment_stream_stages_what_it_received_when_stopped(ws, tmp_path):
+    """SIGTERM stops `sentiment stream` cleanly, and what it held (no periodic flush yet:
+    flush_seconds is 600 here) is staged on the way out."""
+    staging = tmp_path / "stream"
+    config = tmp_path / "sentiment.yaml"
+    config.write_text((ROOT / "sentiment.yaml").read_text().replace(
+        "flush_seconds: 2 ", "flush_seconds: 600 "))
+    env = dict(os.environ, BYBIT_WS_URL=ws.url, SENTIMENT_STREAM_DIR=str(staging),
+               SENTIMENT_CONFIG=str(config))
+    proc = subprocess.Popen([sys.executable, "-m", "sentiment.cli", "stream"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        topic = "allLiquidation.ETHUSDT"
+        until(lambda: ws.subscriptions(topic) == 1 and ws.subscriptions(BOOK) == 1,
+              timeout=30)
+        ws.push(topic, {"topic": topic, "type": "snapshot", "ts": T0,
+                        "data": [{"T": T0 - 5, "s": "ETHUSDT", "S": "Sell", "v": "3.5",
+                                  "p": "2000"}]})
+        # Then a delta without a snapshot: the client asks for the book again, which tells
+        # the server it has read everything sent before (one connection keeps the order).
+        ws.push(BOOK, delta(7, T0 + 1, bids=[["100", "1"]]))
+        assert ws.wait_for(lambda r: any(x.get("op") == "unsubscribe" for x in r))
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    frames = [pd.read_parquet(p) for p in Staging(staging).pending()
+              if p.name.startswith("liquidations.")]
+    assert len(frames) == 1  # one flush: the last one
+    rows = frames[0]
+    assert rows[["symbol", "side", "size", "price"]].values.tolist() == [
+        ["ETHUSDT", "Sell", 3.5, 2000.0]]
+    assert "stopped after" in output

@@ -1,0 +1,84 @@
+"""Liquidation pressure (brief 6.4) on constructed bursts: cascade when the window's volume
+is above 3x the hour's average window, long or short squeeze when one side is over 80 %."""
+
+from __future__ import annotations
+
+import pytest
+
+from sentiment.errors import InputError
+from sentiment.liquidations import LiquidationMonitor
+
+MIN = 60_000
+HOUR = 60 * MIN
+T0 = 1_700_000_000_000
+
+
+def steady(monitor: LiquidationMonitor, minutes: int, notional: float = 1_000.0,
+           start: int = T0) -> int:
+    """One liquidation a minute, alternating sides, each ``notional`` (price 100)."""
+    for i in range(minutes):
+        monitor.add(start + i * MIN, "Buy" if i % 2 else "Sell", notional / 100.0, 100.0)
+    return start + minutes * MIN
+
+
+def test_steady_flow_is_neither_cascade_nor_squeeze():
+    m = LiquidationMonitor("BTCUSDT")
+    now = steady(m, 120)
+    r = m.reading(now - 1)
+    assert r.volume == pytest.approx(5 * 1_000.0)  # five per 5-minute window
+    assert r.average == pytest.approx(5 * 1_000.0)  # the hour's average window
+    assert r.ratio == pytest.approx(1.0) and not r.cascade and r.squeeze is None
+
+
+def test_a_burst_of_long_liquidations_is_a_cascade_and_a_long_squeeze():
+    m = LiquidationMonitor("BTCUSDT")
+    now = steady(m, 60)
+    # 40 long liquidations ("Buy": a long position liquidated) in two minutes.
+    for i in range(40):
+        m.add(now + i * 3_000, "Buy", 100.0, 100.0)  # 10 000 each
+    r = m.reading(now + 2 * MIN)
+    assert r.long_volume == pytest.approx(400_000.0 + 1_000.0 * 1)  # and one steady Buy
+    assert r.ratio > 3.0 and r.cascade
+    assert r.squeeze == "long"
+
+
+def test_short_squeeze_without_cascade():
+    m = LiquidationMonitor("BTCUSDT")
+    now = steady(m, 60, notional=10_000.0)
+    for i in range(5):  # as much as usual, but all shorts ("Sell")
+        m.add(now + i * MIN, "Sell", 100.0, 100.0)
+    r = m.reading(now + 4 * MIN + 1)
+    assert r.short_volume > 0.8 * r.volume and r.squeeze == "short"
+    assert not r.cascade and r.ratio == pytest.approx(1.0, rel=0.25)
+
+
+def test_the_window_and_the_hour_roll_on():
+    m = LiquidationMonitor("BTCUSDT", window_ms=5 * MIN)
+    for i in range(40):
+        m.add(T0 + i * 1_000, "Buy", 100.0, 100.0)
+    assert m.reading(T0 + MIN).cascade  # a burst in a quiet hour
+    later = m.reading(T0 + 10 * MIN)  # out of the window, still in the hour
+    assert later.volume == 0.0 and later.average > 0.0 and not later.cascade
+    assert later.squeeze is None
+    gone = m.reading(T0 + 2 * HOUR)
+    assert gone.average == 0.0 and not m.events
+
+
+def test_events_after_the_reading_time_are_not_counted():
+    m = LiquidationMonitor("BTCUSDT")
+    m.add(T0, "Buy", 1.0, 100.0)
+    m.add(T0 + MIN, "Sell", 5.0, 100.0)
+    r = m.reading(T0 + 1)
+    assert (r.long_volume, r.short_volume) == (100.0, 0.0)
+
+
+@pytest.mark.parametrize("side, size, price, field", [
+    ("Long", 1.0, 100.0, "side"), ("Buy", 0.0, 100.0, "size/price"),
+    ("Sell", 1.0, float("nan"), "size/price"),
+])
+def test_bad_liquidations_name_the_field(side, size, price, field):
+    m = LiquidationMonitor("ETHUSDT")
+    with pytest.raises(InputError) as err:
+        m.add(T0, side, size, price)
+    assert err.value.field == field and err.value.symbol == "ETHUSDT"
+    assert not m.events
