@@ -19,14 +19,20 @@ from orchestration.jobs import (
     hmm_retrain_job,
     market_data_job,
     sentiment_job,
+    stream_load_job,
 )
-from orchestration.resources import BybitResource, FearGreedResource, StoreResource
+from orchestration.resources import (
+    BybitResource,
+    FearGreedResource,
+    StagingResource,
+    StoreResource,
+)
 from orchestration.schedules import (
     build_hmm_retrain_schedule,
     fear_greed_daily_schedule,
     market_data_daily_schedule,
 )
-from orchestration.sensors import build_live_update_sensor
+from orchestration.sensors import build_live_update_sensor, build_stream_load_sensor
 from sentiment.config import load_config
 from sentiment.settings import get_settings
 
@@ -54,14 +60,17 @@ def build_definitions(config=None, settings=None) -> Definitions:
     return Definitions(
         assets=build_market_data_assets(config) + build_sentiment_assets(config),
         asset_checks=build_market_data_checks(config) + build_sentiment_checks(),
-        jobs=[market_data_job, fear_greed_job, sentiment_job, hmm_retrain_job, live_job],
+        jobs=[market_data_job, fear_greed_job, sentiment_job, hmm_retrain_job, live_job,
+              stream_load_job],
         schedules=[market_data_daily_schedule, fear_greed_daily_schedule,
                    build_hmm_retrain_schedule(config)],
-        sensors=[build_live_update_sensor(config, live_job)],
+        sensors=[build_live_update_sensor(config, live_job),
+                 build_stream_load_sensor(config, stream_load_job)],
         resources={
             "store": StoreResource(database=settings.db_path),
             "bybit": BybitResource(base_url=settings.bybit_base_url, **retry),
             "fear_greed_api": FearGreedResource(base_url=settings.fear_greed_url, **retry),
+            "stream_staging": StagingResource(directory=settings.stream_dir),
         },
     )
 

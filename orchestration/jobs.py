@@ -18,9 +18,15 @@ from dagster import (
 )
 
 from orchestration.assets.market_data import GROUP, WRITER_POOL
-from orchestration.resources import BybitResource, FearGreedResource, StoreResource
+from orchestration.resources import (
+    BybitResource,
+    FearGreedResource,
+    StagingResource,
+    StoreResource,
+)
 from sentiment.config import Config
 from sentiment.live import live_update as run_live_update
+from sentiment.staging import load_staged
 
 MARKET_DATA_ASSETS = ("candles", "funding_rates", "open_interest", "long_short_ratio")
 
@@ -62,8 +68,13 @@ def build_live_update_job(config: Config) -> JobDefinition:
         "one transaction.",
     )
     def live_update(context: OpExecutionContext, store: StoreResource, bybit: BybitResource,
-                    fear_greed_api: FearGreedResource):
-        result = run_live_update(store.store(), config, bybit.client(), fear_greed_api.client())
+                    fear_greed_api: FearGreedResource, stream_staging: StagingResource):
+        result = run_live_update(store.store(), config, bybit.client(), fear_greed_api.client(),
+                                 stream_staging.staging())
+        if result.staged:
+            context.log.info(f"loaded the stream's staged rows: {result.staged}")
+        if result.staging_error:
+            context.log.warning(result.staging_error)
         for (symbol, interval), bars in sorted(result.bars.items()):
             context.log.info(f"{symbol} {interval}: {bars} new bar(s); final up to "
                              f"{result.final_until[(symbol, interval)]}")
@@ -84,3 +95,25 @@ def build_live_update_job(config: Config) -> JobDefinition:
         live_update()
 
     return live_update_job
+
+
+@op(
+    pool=WRITER_POOL,
+    description="Load the live stream's staged Parquet files (liquidations, order-book "
+    "imbalance, tickers, how far the stream got) into DuckDB in one transaction.",
+)
+def load_stream(context: OpExecutionContext, store: StoreResource,
+                stream_staging: StagingResource):
+    result = load_staged(store.store(), stream_staging.staging())
+    context.log.info(f"{len(result.files)} staged file(s): {result.rows}")
+    yield Output(len(result.files), metadata={
+        table: MetadataValue.int(n) for table, n in result.rows.items()})
+
+
+@job(
+    name="stream_load_job",
+    executor_def=in_process_executor,
+    description="Move the stream's staged rows into DuckDB (requested by stream_load_sensor).",
+)
+def stream_load_job():
+    load_stream()

@@ -16,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 
 from sentiment.sources.bybit import BybitClient
 from sentiment.sources.fear_greed import FearGreedClient
+from sentiment.staging import Staging
 from sentiment.store import Store
 
 
@@ -76,3 +77,12 @@ class FearGreedResource(ConfigurableResource):
             backoff_base=self.backoff_base_seconds,
             backoff_max=self.backoff_max_seconds,
         )
+
+
+class StagingResource(ConfigurableResource):
+    """The directory where ``sentiment stream`` stages its Parquet files."""
+
+    directory: str
+
+    def staging(self) -> Staging:
+        return Staging(self.directory)

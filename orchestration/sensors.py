@@ -21,15 +21,17 @@ import time
 
 import pandas as pd
 from dagster import (
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     sensor,
 )
 
-from orchestration.resources import BybitResource
+from orchestration.resources import BybitResource, StagingResource
 from sentiment.config import INTERVAL_MINUTES, Config
 
 POLL_SECONDS = 0.1  # exchange clock polling step while a close is due
@@ -103,3 +105,30 @@ def build_live_update_sensor(config: Config, job) -> SensorDefinition:
         return SkipReason(f"no new bar since {done}; the next closes at {next_close}")
 
     return live_update_sensor
+
+
+def build_stream_load_sensor(config: Config, job) -> SensorDefinition:
+    """``stream_load_sensor``: one ``stream_load_job`` run when the stream has staged files
+    and no load run is already waiting (one run loads every staged file)."""
+
+    @sensor(
+        name="stream_load_sensor",
+        job=job,
+        minimum_interval_seconds=max(1, int(config.stream.flush_seconds)),
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Loads the live stream's staged files into DuckDB as they appear.",
+    )
+    def stream_load_sensor(context: SensorEvaluationContext,
+                           stream_staging: StagingResource):
+        pending = stream_staging.staging().pending()
+        if not pending:
+            return SkipReason("nothing staged")
+        busy = context.instance.get_runs(filters=RunsFilter(
+            job_name=job.name, statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
+                                         DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]),
+            limit=1)
+        if busy:
+            return SkipReason(f"a load run is under way ({len(pending)} file(s) staged)")
+        return RunRequest(run_key=pending[-1].name, tags={"staged_files": str(len(pending))})
+
+    return stream_load_sensor

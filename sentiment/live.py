@@ -22,9 +22,15 @@ open interest      the record stamped ``t - period`` (the last one usable at t) 
 long/short ratio   likewise
 funding            the newest settlement stored is less than 8 h before ``t``
 Fear & Greed       the day of ``t`` is stored
+live stream        the stream staged every message up to ``t`` (``stream_state.through``)
 =================  ===================================================================
 
-A source with no stored data at all is not waited for.
+A source with no stored data at all is not waited for; neither is a stream that has staged
+nothing for ``stream.alive_seconds`` (it is stopped: its bars have no stream data, and the
+capitulation rule falls back to its price proxy).
+
+The stream's staged files (``sentiment stream``) are loaded first, in their own transaction,
+so the bars see every liquidation and order-book sample received up to now.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from sentiment.pipeline import (
 )
 from sentiment.sources.bybit import BybitClient
 from sentiment.sources.fear_greed import FearGreedClient
+from sentiment.staging import Staging, StagingError, load_staged
 from sentiment.store import Slice, Store, named_queries
 from sentiment.tracker import MarketSentimentTracker
 
@@ -68,6 +75,8 @@ class LiveResult:
     final_until: dict[tuple[str, str], dt.datetime | None] = field(default_factory=dict)
     ingested: dict[str, int] = field(default_factory=dict)
     touched_dates: set[tuple[str, str]] = field(default_factory=set)  # (date, symbol)
+    staged: dict[str, int] = field(default_factory=dict)  # stream rows loaded, by table
+    staging_error: str | None = None
 
 
 def _naive(ts) -> dt.datetime:
@@ -155,11 +164,30 @@ def ingest_new(store: Store, config: Config, bybit: BybitClient,
 # --------------------------------------------------------------------------- due rules
 
 
-def final_until_of(newest: Newest, config: Config, symbol: str) -> dt.datetime:
+#: A liquidation is pushed a few hundred ms after its time: the stream's ``through`` must
+#: pass a bar's close by this much before the bar's stream data count as complete.
+STREAM_GRACE = dt.timedelta(seconds=5)
+
+
+def stream_through(store: Store, config: Config, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Per symbol, how far a *running* stream has staged (stale entries left out)."""
+    ex = config.exchange_data
+    if not (ex.liquidations or ex.orderbook_imbalance):
+        return {}
+    state = store.read("stream_state")
+    alive = dt.timedelta(seconds=config.stream.alive_seconds)
+    return {row.symbol: _naive(row.through) for row in state.itertuples(index=False)
+            if _naive(row.through) >= now - alive}
+
+
+def final_until_of(newest: Newest, config: Config, symbol: str,
+                   stream: dt.datetime | None = None) -> dt.datetime:
     """The latest bar close whose slower sources have all published (FAR_FUTURE if none
-    is awaited)."""
+    is awaited); ``stream`` is how far a running stream has staged for ``symbol``."""
     ex = config.exchange_data
     limits = [FAR_FUTURE]
+    if stream is not None:
+        limits.append(stream - STREAM_GRACE)
     if ex.open_interest:
         code = ex.open_interest_interval
         last = newest.get(("open_interest", symbol, code))
@@ -201,6 +229,24 @@ def _feed_inputs(tracker: MarketSentimentTracker, inputs: dict, since: dt.dateti
         tracker.on_long_short(r.ts, r.buy_ratio, r.period)
     for r in recent(inputs["fear_greed"], "ts"):
         tracker.on_fear_greed(r.ts, r.value)
+    # Stream events count in the bar that holds them: only those after the checkpoint. The
+    # checkpoint may hold some of them already (fed before it was taken, for bars after
+    # it): the store has them all, so they are fed from there, once.
+    tracker.drop_pending_stream_events()
+    after = tracker.last_timestamp
+    for name, feed in (("liquidations", tracker.on_liquidation),
+                       ("orderbook_imbalance", None)):
+        frame = inputs[name]
+        if frame is None:
+            continue
+        if after is not None:
+            frame = frame[pd.to_datetime(frame["ts"]) >= pd.Timestamp(after)]
+        for r in frame.itertuples(index=False):
+            if feed is None:
+                tracker.on_obi_sample(r.ts, r.obi)
+            else:
+                feed({"ts": r.ts, "symbol": r.symbol, "side": r.side, "size": r.size,
+                      "price": r.price})
 
 
 def update_symbol_interval(store: Store, config: Config, symbol: str, interval: str,
@@ -316,21 +362,29 @@ def _transitions_from_rows(history: pd.DataFrame, previous: str | None) -> list[
 
 
 def live_update(store: Store, config: Config, bybit: BybitClient,
-                fear_greed: FearGreedClient | None = None) -> LiveResult:
-    """Bring every configured symbol and interval up to the exchange's clock."""
+                fear_greed: FearGreedClient | None = None,
+                staging: Staging | None = None) -> LiveResult:
+    """Bring every configured symbol and interval up to the exchange's clock (loading the
+    stream's staged files first, when ``staging`` is given)."""
     with store.session():
-        return _live_update(store, config, bybit, fear_greed)
+        return _live_update(store, config, bybit, fear_greed, staging)
 
 
 def _live_update(store: Store, config: Config, bybit: BybitClient,
-                 fear_greed: FearGreedClient | None) -> LiveResult:
+                 fear_greed: FearGreedClient | None, staging: Staging | None) -> LiveResult:
     now = _naive(bybit.server_time())
     result = LiveResult()
+    if staging is not None:
+        try:
+            result.staged = load_staged(store, staging).rows
+        except StagingError as exc:  # the good files were loaded; the bad ones set aside
+            result.staging_error = str(exc)
     result.ingested = ingest_new(store, config, bybit, fear_greed, now)
     history, transitions, states, models = [], [], [], []
     newest = newest_rows(store)
+    streams = stream_through(store, config, now)
     for symbol in config.symbols:
-        final_until = final_until_of(newest, config, symbol)
+        final_until = final_until_of(newest, config, symbol, streams.get(symbol))
         for interval in config.intervals:
             n, final, sh, st, state, trained = update_symbol_interval(
                 store, config, symbol, interval, final_until)

@@ -379,6 +379,19 @@ class MarketSentimentTracker:
             self._inputs.add_obi(when, obi)
         return obi
 
+    def drop_pending_stream_events(self) -> None:
+        """Forget the liquidations and OBI samples held for bars not closed yet (a caller
+        that re-feeds them from storage after a restore)."""
+        self._inputs.events = []
+
+    def on_obi_sample(self, ts: Any, obi: float) -> None:
+        """One order-book imbalance sample already computed (the stream's), at ``ts``."""
+        value = self._value("orderbook", "obi", obi)
+        if not -1.0 <= value <= 1.0:
+            raise InputError("orderbook", f"OBI {value} outside [-1, 1]", symbol=self.symbol,
+                             field="obi")
+        self._inputs.add_obi(self._event_time("orderbook", {}, ts), value)
+
     # ----------------------------------------------------------------- reading
 
     def get_snapshot(self) -> SentimentSnapshot | None:

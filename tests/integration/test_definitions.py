@@ -25,11 +25,11 @@ def test_definitions_names():
     }
     jobs = {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")}
     assert jobs == {"market_data_job", "fear_greed_job", "sentiment_job", "hmm_retrain_job",
-                    "live_update_job"}
+                    "live_update_job", "stream_load_job"}
     assert {s.name for s in repo.schedule_defs} == {
         "market_data_daily_schedule", "fear_greed_daily_schedule", "hmm_retrain_schedule"
     }
-    assert {s.name for s in repo.sensor_defs} == {"live_update_sensor"}
+    assert {s.name for s in repo.sensor_defs} == {"live_update_sensor", "stream_load_sensor"}
 
 
 def test_market_data_partitions_read_date_then_symbol():

@@ -1,0 +1,165 @@
+"""The stream's data in the pipeline: staged files loaded by stream_load_job (and by the
+live job), bars with stream data filled with liquidation intensity and order-book imbalance,
+live bar by bar equal to a backfill, and bars the stream has not covered yet kept
+provisional until it has."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
+
+from orchestration.definitions import build_definitions
+from orchestration.resources import StagingResource
+from sentiment.config import load_config
+from sentiment.settings import get_settings
+from sentiment.staging import Staging
+from sentiment.store import Store
+
+pytestmark = pytest.mark.integration
+
+START = dt.date(2022, 3, 1)
+LIVE_FROM = dt.datetime(2022, 3, 8, 6)
+HOURS = 6
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+MS = 1_000
+
+
+def _config():
+    config = load_config()
+    hmm = dataclasses.replace(config.hmm, window_bars=150, min_bars=100)
+    return dataclasses.replace(config, start_date=START, hmm=hmm)
+
+
+def _defs(replay, db_path: str, staging: str):
+    settings = dataclasses.replace(get_settings(), db_path=db_path, stream_dir=staging,
+                                   bybit_base_url=replay.base_url,
+                                   fear_greed_url=replay.fear_greed_url)
+    return build_definitions(_config(), settings)
+
+
+def _run(defs, job, instance=None, **kwargs):
+    result = defs.resolve_job_def(job).execute_in_process(
+        raise_on_error=False, instance=instance or DagsterInstance.ephemeral(), **kwargs)
+    assert result.success, job
+    return result
+
+
+def _ms(t: dt.datetime) -> int:
+    return int(pd.Timestamp(t).value // 1_000_000)
+
+
+def stream_rows(start: dt.datetime, end: dt.datetime) -> dict[str, list[dict]]:
+    """What a stream would have staged for [start, end): an OBI sample every 5 min and a few
+    liquidations an hour (a burst of long liquidations at 09:00-09:10)."""
+    obi, liq = [], []
+    t = pd.Timestamp(start).ceil("5min").to_pydatetime()  # on the 5-minute marks
+    while t < end:
+        ms = _ms(t)
+        for k, symbol in enumerate(SYMBOLS):
+            obi.append({"symbol": symbol, "ts": ms, "obi": round(math.sin(ms / 4e6 + k), 6)})
+            if t.minute % 20 == 0:
+                liq.append({"symbol": symbol, "ts": ms + 7 * MS, "side": "Sell",
+                            "price": 40_000.0, "size": 0.1 + 0.01 * t.hour, "seq": ms})
+            if t.hour == 9 and t.minute <= 10:
+                liq.append({"symbol": symbol, "ts": ms + 11 * MS, "side": "Buy",
+                            "price": 39_000.0, "size": 3.0, "seq": ms + 1})
+        t += dt.timedelta(minutes=5)
+    return {"orderbook_imbalance": obi, "liquidations": liq}
+
+
+def stage(staging: Staging, start: dt.datetime, end: dt.datetime, through: dt.datetime):
+    rows = stream_rows(start, end)
+    rows["stream_state"] = [{"symbol": s, "through": _ms(through)} for s in SYMBOLS]
+    staging.write(rows)
+
+
+def test_stream_load_sensor_and_job(clean_replay, tmp_path):
+    db, directory = str(tmp_path / "s.duckdb"), str(tmp_path / "stream")
+    defs = _defs(clean_replay, db, directory)
+    sensor = defs.get_sensor_def("stream_load_sensor")
+    instance = DagsterInstance.ephemeral()
+    resources = {"stream_staging": StagingResource(directory=directory)}
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        assert isinstance(sensor(context), SkipReason)  # nothing staged
+    staging = Staging(directory)
+    stage(staging, LIVE_FROM, LIVE_FROM + dt.timedelta(hours=1),
+          LIVE_FROM + dt.timedelta(hours=1))
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        request = sensor(context)
+    assert isinstance(request, RunRequest) and request.run_key == staging.pending()[-1].name
+    result = _run(defs, "stream_load_job", instance)
+    assert not staging.pending()
+    store = Store(db)
+    assert len(store.read("orderbook_imbalance")) == 12 * len(SYMBOLS)
+    assert len(store.read("liquidations")) == 3 * len(SYMBOLS)
+    assert result.output_for_node("load_stream") == 3  # OBI, liquidations, stream_state
+    _run(defs, "stream_load_job", instance)  # nothing left: a no-op
+    assert len(store.read("orderbook_imbalance")) == 12 * len(SYMBOLS)
+
+
+def test_live_with_a_stream_equals_a_backfill_and_waits_for_it(clean_replay, tmp_path):
+    live_db, backfill_db = str(tmp_path / "live.duckdb"), str(tmp_path / "backfill.duckdb")
+    staging = Staging(tmp_path / "stream")
+    defs = _defs(clean_replay, live_db, str(staging.directory))
+    instance = DagsterInstance.ephemeral()
+    clean_replay.set_clock(LIVE_FROM)
+    _run(defs, "live_update_job", instance)  # bootstrap, before the stream starts
+    clock = LIVE_FROM
+    for _ in range(HOURS):
+        # The stream has staged everything up to a minute before the next close...
+        close = clock + dt.timedelta(hours=1)
+        stage(staging, clock, close - dt.timedelta(minutes=1), close - dt.timedelta(minutes=1))
+        clean_replay.set_clock(close + dt.timedelta(seconds=30))
+        _run(defs, "live_update_job", instance)
+        store = Store(live_db)
+        state = store.read("tracker_state", where={"symbol": "BTCUSDT", "interval": "60"})
+        # ... so that bar is provisional: the checkpoint stays before it.
+        assert pd.Timestamp(state["last_timestamp"].iloc[0]) <= pd.Timestamp(clock)
+        # Then the stream stages its last minute and passes the close: the next run
+        # rewrites the bar with it.
+        stage(staging, close - dt.timedelta(minutes=1), close,
+              close + dt.timedelta(seconds=30))
+        clock = close
+    clean_replay.set_clock(clock + dt.timedelta(seconds=45))
+    _run(defs, "live_update_job", instance)
+    live = Store(live_db)
+    assert not staging.pending()
+    rows = live.query("SELECT * FROM sentiment_history WHERE interval = '60' AND timestamp > ?"
+                      " ORDER BY symbol, timestamp", [LIVE_FROM])
+    assert len(rows) == HOURS * len(SYMBOLS)
+    assert rows["order_book_imbalance"].notna().all()
+    assert rows["liquidation_intensity"].notna().all()
+    burst = rows[pd.to_datetime(rows["timestamp"]) == pd.Timestamp("2022-03-08 10:00")]
+    assert (burst["liquidation_intensity"] > 3.0).all()  # the 09:00 burst
+    # The bar's OBI is the mean of its samples.
+    btc = rows[rows["symbol"] == "BTCUSDT"].iloc[0]
+    opened = pd.Timestamp(btc["timestamp"]) - pd.Timedelta(hours=1)
+    samples = [r["obi"] for r in stream_rows(opened.to_pydatetime(),
+                                             pd.Timestamp(btc["timestamp"]).to_pydatetime())
+               ["orderbook_imbalance"] if r["symbol"] == "BTCUSDT"]
+    assert btc["order_book_imbalance"] == pytest.approx(np.mean(samples), abs=1e-12)
+
+    # A backfill over the same stored data gives the same rows.
+    backfill = Store(backfill_db)
+    backfill.init()
+    for table in ("candles", "funding_rates", "open_interest", "long_short_ratio",
+                  "fear_greed", "liquidations", "orderbook_imbalance", "hmm_models"):
+        backfill.upsert(table, live.read(table))
+    bdefs = _defs(clean_replay, backfill_db, str(tmp_path / "unused"))
+    day = LIVE_FROM.strftime("%Y-%m-%d")
+    _run(bdefs, "sentiment_job", tags={"dagster/asset_partition_range_start": f"{START}|BTCUSDT",
+                                       "dagster/asset_partition_range_end": f"{day}|ETHUSDT"})
+    theirs = backfill.query("SELECT * FROM sentiment_history WHERE interval = '60' AND "
+                            "timestamp > ? ORDER BY symbol, timestamp", [LIVE_FROM])
+    assert len(theirs) == len(rows)
+    for column in ("sentiment_score", "confidence", "exchange_sentiment",
+                   "liquidation_intensity", "order_book_imbalance"):
+        assert theirs[column].to_numpy(dtype=float) == pytest.approx(
+            rows[column].to_numpy(dtype=float), abs=1e-9), column
+    assert theirs["regime"].tolist() == rows["regime"].tolist()
