@@ -11,7 +11,8 @@ from sentiment.errors import SentimentError
 def _replay_server(args: argparse.Namespace) -> int:
     from sentiment.sources.replay import run_server
 
-    run_server(host=args.host, port=args.port, now=args.now, speed=args.speed)
+    run_server(host=args.host, port=args.port, now=args.now, speed=args.speed,
+               ws_port=args.ws_port, gap_every=args.gap_every)
     return 0
 
 
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--now", default=None, help="replay clock start (ISO-8601 or ms)")
     replay.add_argument("--speed", type=float, default=0.0,
                         help="replay seconds per wall second (0 = frozen clock)")
+    replay.add_argument("--ws-port", type=int, default=None,
+                        help="also serve the public WebSocket on this port (tickers, books, "
+                             "liquidations derived from the bundle)")
+    replay.add_argument("--gap-every", type=int, default=0,
+                        help="skip an order-book update id every N deltas (shows the resync)")
     replay.set_defaults(func=_replay_server)
 
     stream = sub.add_parser(

@@ -7,7 +7,8 @@ long position liquidated, "Sell" a short one. Over the last ``window`` (5 min by
 * **volume**: long, short and total notional;
 * **average**: the mean window volume over the last hour (this window included, as the
   bar-level ``liquidation_intensity`` counts its own bar), and ``ratio`` = volume / average;
-* **cascade**: ratio above 3 (brief: "liquidation volume > 3x rolling 1h avg");
+* **cascade**: ratio above 3 (brief: "liquidation volume > 3x rolling 1h avg"), once a
+  whole hour has been watched (before that, the average is not an hour's: ``warming_up``);
 * **squeeze**: "long" when long liquidations are more than 80 % of the window's volume,
   "short" when short ones are.
 """
@@ -33,6 +34,7 @@ class LiquidationReading:
     average: float  # mean window volume over the last hour
     cascade: bool
     squeeze: str | None  # "long", "short" or None
+    warming_up: bool = False  # less than an hour watched: no cascade call yet
 
     @property
     def volume(self) -> float:
@@ -46,7 +48,8 @@ class LiquidationReading:
 class LiquidationMonitor:
     """Rolling liquidation volume by side; feed events in time order, read at any time."""
 
-    def __init__(self, symbol: str, window_ms: int = 300_000, history_ms: int = HOUR_MS):
+    def __init__(self, symbol: str, window_ms: int = 300_000, history_ms: int = HOUR_MS,
+                 since_ms: int | None = None):
         if window_ms <= 0 or history_ms < window_ms:
             raise InputError("liquidations", "need 0 < window <= history", symbol=symbol,
                              field="window")
@@ -54,6 +57,7 @@ class LiquidationMonitor:
         self.window_ms = window_ms
         self.history_ms = history_ms
         self.events: deque[tuple[int, bool, float]] = deque()  # (ts, is_long, notional)
+        self.since_ms = since_ms  # when watching began (default: the first event or reading)
 
     def add(self, ts: int, side: str, size: float, price: float) -> None:
         if side not in ("Buy", "Sell"):
@@ -62,10 +66,14 @@ class LiquidationMonitor:
         if not (size > 0 and price > 0):
             raise InputError("liquidations", f"size {size!r} and price {price!r} must be "
                              "positive", symbol=self.symbol, field="size/price")
+        if self.since_ms is None:
+            self.since_ms = int(ts)
         self.events.append((int(ts), side == LONG_SIDE, float(size) * float(price)))
 
     def reading(self, now_ms: int) -> LiquidationReading:
         """The pressure as of ``now_ms`` (events stamped after it are not counted)."""
+        if self.since_ms is None:
+            self.since_ms = now_ms
         while self.events and self.events[0][0] <= now_ms - self.history_ms:
             self.events.popleft()
         long_vol = short_vol = hour = 0.0
@@ -87,5 +95,6 @@ class LiquidationMonitor:
                 squeeze = "long"
             elif short_vol > SQUEEZE_SHARE * total:
                 squeeze = "short"
-        cascade = average > 0 and total > CASCADE_RATIO * average
-        return LiquidationReading(long_vol, short_vol, average, cascade, squeeze)
+        warming_up = now_ms - self.since_ms < self.history_ms
+        cascade = not warming_up and average > 0 and total > CASCADE_RATIO * average
+        return LiquidationReading(long_vol, short_vol, average, cascade, squeeze, warming_up)

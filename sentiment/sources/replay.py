@@ -1201,13 +1201,22 @@ class ReplayExchange:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, now: Any = None,
-                 speed: float = 0.0, *, bundle_dir: str | Path | None = None):
+                 speed: float = 0.0, *, bundle_dir: str | Path | None = None,
+                 ws_port: int | None = None, ws_gap_every: int = 0):
         self.host = host
         self._port = port
         directory = Path(bundle_dir).resolve() if bundle_dir else BUNDLE_DIR
         self._state = _State(_market(directory), now, speed)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.stream = None
+        if ws_port is not None:  # the public WebSocket too, with pushes derived from the bundle
+            from sentiment.sources.replay_ws import MarketSource, ReplayStream
+
+            market = self._state.market
+            self.stream = ReplayStream(host, ws_port, symbols=market.symbols,
+                                       source=MarketSource(market, gap_every=ws_gap_every),
+                                       clock=self._state.now_ms)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -1221,10 +1230,14 @@ class ReplayExchange:
                                         kwargs={"poll_interval": 0.05},
                                         name=f"replay-exchange:{self.port}", daemon=True)
         self._thread.start()
+        if self.stream is not None:
+            self.stream.start()
         return self
 
     def stop(self) -> None:
         """Stop serving, close open connections and release the port."""
+        if self.stream is not None:
+            self.stream.stop()
         server, thread = self._server, self._thread
         if server is None:
             return
@@ -1254,6 +1267,13 @@ class ReplayExchange:
         if self._server is None:
             raise RuntimeError("the replay exchange is not started")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The public WebSocket, e.g. ``ws://127.0.0.1:8766/v5/public/linear``."""
+        if self.stream is None:
+            raise RuntimeError("this replay exchange serves no WebSocket (ws_port=None)")
+        return self.stream.url
 
     @property
     def fear_greed_url(self) -> str:
@@ -1297,10 +1317,11 @@ class ReplayExchange:
 
 
 def run_server(host: str = "127.0.0.1", port: int = 8765, now: Any = None,
-               speed: float = 0.0) -> None:
+               speed: float = 0.0, ws_port: int | None = None, gap_every: int = 0) -> None:
     """Serve until SIGINT or SIGTERM (the ``sentiment replay-server`` command)."""
     done = threading.Event()
-    exchange = ReplayExchange(host=host, port=port, now=now, speed=speed).start()
+    exchange = ReplayExchange(host=host, port=port, now=now, speed=speed, ws_port=ws_port,
+                              ws_gap_every=gap_every).start()
     previous = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1313,6 +1334,9 @@ def run_server(host: str = "127.0.0.1", port: int = 8765, now: Any = None,
             f"speed {speed:g}, synthetic: {', '.join(SYNTHETIC_SERIES)})",
             flush=True,
         )
+        if exchange.stream is not None:
+            print(f"replay WebSocket on {exchange.ws_url} (derived book, ticker and "  # noqa: T201
+                  "liquidation pushes)", flush=True)
         while not done.wait(0.5):
             pass
     except KeyboardInterrupt:

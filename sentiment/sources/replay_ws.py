@@ -10,10 +10,10 @@ What it pushes comes from two places:
 * **scripts** (tests): :meth:`ReplayStream.script` gives a topic a list of bursts; each
   subscription to the topic (the first, and each one after a resync) is sent the next burst.
   A burst with a skipped update id is how the tests make a book lose messages.
-* **a source** (``make up``, the benchmark): an object whose ``poll(topics, now_ms)`` returns
-  the pushes due for the subscribed topics, called every ``push_seconds``; and whose
-  ``on_subscribe(topic, now_ms)`` returns the first pushes of a new subscription (a book
-  snapshot, a ticker snapshot).
+* **a source** (``make up``, the benchmark; :class:`MarketSource`): each connection gets a
+  ``source.session()`` whose ``on_subscribe(topic, now_ms)`` returns the first pushes of a
+  subscription (a book snapshot, a ticker snapshot) and whose ``poll(topics, now_ms)``
+  returns the pushes due, every ``push_seconds``.
 
 :meth:`push` sends one message to every connection subscribed to its topic now, and
 :meth:`drop_connections` closes them all, as a network fault would.
@@ -22,6 +22,7 @@ What it pushes comes from two places:
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import uuid
@@ -35,8 +36,9 @@ TOPIC_RE = re.compile(r"^(tickers|orderbook\.(1|50|200|500)|allLiquidation)\.([A
 
 
 class _Client:
-    def __init__(self, conn: ServerConnection):
+    def __init__(self, conn: ServerConnection, source=None):
         self.conn = conn
+        self.session = source.session() if source is not None else None
         self.conn_id = uuid.uuid4().hex[:20]
         self.topics: set[str] = set()
         self.outbox: deque[str] = deque()
@@ -170,9 +172,9 @@ class ReplayStream:
                 script = self._scripts.get(topic)
                 if script:
                     out += script.popleft()
-        if op == "subscribe" and self.source is not None:
+        if op == "subscribe" and client.session is not None:
             for topic in args:
-                out += self.source.on_subscribe(topic, self.clock())
+                out += client.session.on_subscribe(topic, self.clock())
         return out
 
     def _valid(self, topic) -> bool:
@@ -180,7 +182,7 @@ class ReplayStream:
         return bool(match) and (self.symbols is None or match.group(3) in self.symbols)
 
     def _handle(self, conn: ServerConnection) -> None:
-        client = _Client(conn)
+        client = _Client(conn, self.source)
         with self._lock:
             self._clients.add(client)
         try:
@@ -205,11 +207,231 @@ class ReplayStream:
                     conn.send(json.dumps(reply))
                 for text in queued:
                     conn.send(text)
-                if self.source is not None and topics:
-                    for message in self.source.poll(topics, self.clock()):
+                if client.session is not None and topics:
+                    for message in client.session.poll(topics, self.clock()):
                         conn.send(json.dumps(message))
         except ConnectionClosed:
             pass
         finally:
             with self._lock:
                 self._clients.discard(client)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pushes derived from the bundle (make up, the benchmark)
+
+#: The recorded 50-level snapshot's sizes (tests/fixtures/bybit/ws_orderbook_snapshot.json,
+#: a real orderbook.50.BTCUSDT push): the shape of the DERIVED books, best level first.
+_SNAPSHOT_SIZES = {
+    "b": (0.557, 0.102, 0.324, 0.003, 0.001, 0.001, 0.002, 0.006, 0.001, 0.001, 0.003, 0.001,
+          0.001, 0.001, 0.002, 0.001, 0.001, 0.001, 0.015, 0.003, 0.161, 0.013, 0.001, 0.001,
+          0.050, 0.342, 0.002, 0.008, 0.884, 1.235, 0.002, 0.002, 0.234, 0.004, 0.007, 0.001,
+          0.204, 0.001, 0.002, 0.141, 0.004, 0.840, 0.126, 0.982, 0.099, 0.002, 0.049, 0.073,
+          0.001, 0.070),
+    "a": (4.669, 0.001, 1.002, 0.218, 0.001, 0.001, 0.017, 0.002, 0.001, 0.001, 0.002, 0.001,
+          0.001, 0.006, 0.001, 0.098, 0.004, 0.001, 0.129, 0.001, 0.003, 0.020, 0.002, 0.001,
+          0.347, 0.061, 0.002, 1.417, 0.982, 0.003, 0.048, 0.002, 0.602, 0.001, 0.017, 0.001,
+          0.282, 0.003, 0.017, 0.072, 0.002, 0.003, 0.001, 0.840, 0.003, 0.020, 0.613, 0.081,
+          0.002, 0.060),
+}
+
+
+def _unit(*key) -> float:
+    """A deterministic number in [0, 1) from ``key``."""
+    import zlib
+
+    return zlib.crc32(repr(key).encode()) / 2**32
+
+
+class MarketSource:
+    """DERIVED pushes for the replay WebSocket, from the bundle's recorded hourly candles and
+    the replay clock: nothing here is a recording of the real stream.
+
+    * **book** (``orderbook.50``): 50 levels a side one tick apart around a price that moves
+      from the hour's open to its close; sizes follow the recorded snapshot's shape, scaled
+      by pseudo-noise that changes every replay minute and leans to the bid side in rising
+      hours; deltas carry only the changed levels, with update ids; every ``gap_every``-th
+      delta skips an id, so the client's resync shows;
+    * **ticker**: the book's best levels, the hour's price statistics, the synthetic open
+      interest and the last settled funding rate (as Bybit's predicted rate);
+    * **liquidations**: a pseudo-random handful per hour, more in big moves, mostly longs in
+      falling hours and shorts in rising ones.
+    """
+
+    def __init__(self, market, *, gap_every: int = 0):
+        self.market = market
+        self.gap_every = gap_every
+
+    def session(self) -> _MarketSession:
+        return _MarketSession(self)
+
+
+class _MarketSession:
+    """One connection's view: its own update ids and what it was last sent."""
+
+    def __init__(self, source: MarketSource):
+        self.source = source
+        self.books: dict[str, tuple[int, dict, dict, int]] = {}  # topic -> (u, bids, asks, t)
+        self.liquidations_sent: dict[str, int] = {}  # topic -> last T sent
+        self.tickers: dict[str, int] = {}  # topic -> last push time
+        self.deltas = 0
+
+    # -- the market at a time ------------------------------------------------------------
+
+    def _hour(self, symbol: str, now_ms: int):
+        import numpy as np
+
+        sym = self.source.market.symbols[symbol]
+        i = int(np.searchsorted(sym.hour_ms, now_ms, side="right")) - 1
+        return sym, max(0, min(i, len(sym.hour_ms) - 1))
+
+    def _price(self, symbol: str, now_ms: int) -> float:
+        sym, i = self._hour(symbol, now_ms)
+        frac = min(max((now_ms - sym.hour_ms[i]) / 3_600_000, 0.0), 1.0)
+        return float(sym.open[i] + (sym.close[i] - sym.open[i]) * frac)
+
+    def _levels(self, symbol: str, now_ms: int) -> tuple[dict, dict]:
+        from sentiment.sources.replay import PRICE_TICK
+
+        tick = PRICE_TICK.get(symbol, 0.01)
+        sym, i = self._hour(symbol, now_ms)
+        lean = 0.35 if sym.close[i] >= sym.open[i] else -0.35
+        minute = now_ms // 60_000
+        mid = self._price(symbol, now_ms)
+        best_bid = math.floor(mid / tick) * tick
+        bids, asks = {}, {}
+        for k in range(50):
+            for side, price, book, sign in (("b", best_bid - k * tick, bids, 1.0),
+                                            ("a", best_bid + (k + 1) * tick, asks, -1.0)):
+                noise = 0.5 + _unit(symbol, side, k, minute)
+                size = _SNAPSHOT_SIZES[side][k] * noise * (1.0 + sign * lean)
+                book[f"{price:.{_decimals(tick)}f}"] = f"{max(size, 0.001):.3f}"
+        return bids, asks
+
+    # -- pushes --------------------------------------------------------------------------
+
+    def on_subscribe(self, topic: str, now_ms: int) -> list[dict]:
+        kind, _, symbol = topic.rpartition(".")
+        if symbol not in self.source.market.symbols:
+            return []
+        if kind.startswith("orderbook."):
+            bids, asks = self._levels(symbol, now_ms)
+            u = 1 + now_ms // 1000  # a fresh sequence for each subscription
+            self.books[topic] = (u, bids, asks, now_ms)
+            return [{"topic": topic, "type": "snapshot", "ts": now_ms, "data": {
+                "s": symbol, "b": _sorted(bids, True), "a": _sorted(asks, False), "u": u,
+                "seq": u}, "cts": now_ms}]
+        if kind == "tickers":
+            self.tickers[topic] = now_ms
+            return [{"topic": topic, "type": "snapshot", "ts": now_ms, "cs": now_ms,
+                     "data": self._ticker(symbol, now_ms)}]
+        if kind == "allLiquidation":
+            self.liquidations_sent[topic] = now_ms
+        return []
+
+    def poll(self, topics, now_ms: int) -> list[dict]:
+        out = []
+        for topic in sorted(topics):
+            kind, _, symbol = topic.rpartition(".")
+            if kind.startswith("orderbook.") and topic in self.books:
+                out += self._book_delta(topic, symbol, now_ms)
+            elif kind == "tickers" and topic in self.tickers and now_ms > self.tickers[topic]:
+                self.tickers[topic] = now_ms
+                data = self._ticker(symbol, now_ms)
+                keep = ("symbol", "lastPrice", "markPrice", "indexPrice", "bid1Price",
+                        "bid1Size", "ask1Price", "ask1Size", "openInterest",
+                        "openInterestValue")
+                out.append({"topic": topic, "type": "delta", "ts": now_ms, "cs": now_ms,
+                            "data": {k: data[k] for k in keep}})
+            elif kind == "allLiquidation" and topic in self.liquidations_sent:
+                out += self._liquidations(topic, symbol, now_ms)
+        return out
+
+    def _book_delta(self, topic: str, symbol: str, now_ms: int) -> list[dict]:
+        u, bids, asks, last = self.books[topic]
+        if now_ms <= last:
+            return []
+        new_bids, new_asks = self._levels(symbol, now_ms)
+        changes = {}
+        for side, old, new in (("b", bids, new_bids), ("a", asks, new_asks)):
+            levels = [[p, q] for p, q in new.items() if old.get(p) != q]
+            levels += [[p, "0"] for p in old if p not in new]
+            changes[side] = levels
+        if not changes["b"] and not changes["a"]:
+            self.books[topic] = (u, bids, asks, now_ms)
+            return []
+        self.deltas += 1
+        step = 2 if self.source.gap_every and self.deltas % self.source.gap_every == 0 else 1
+        u += step
+        self.books[topic] = (u, new_bids, new_asks, now_ms)
+        return [{"topic": topic, "type": "delta", "ts": now_ms, "data": {
+            "s": symbol, "b": changes["b"], "a": changes["a"], "u": u, "seq": u},
+            "cts": now_ms}]
+
+    def _ticker(self, symbol: str, now_ms: int) -> dict:
+        import numpy as np
+
+        sym, i = self._hour(symbol, now_ms)
+        price = self._price(symbol, now_ms)
+        bids, asks = self._levels(symbol, now_ms)
+        bid = max(bids, key=float)
+        ask = min(asks, key=float)
+        day = slice(max(0, i - 23), i + 1)
+        prev_24h = float(sym.open[max(0, i - 23)])
+        funding = sym.funding_ms <= now_ms
+        rate = str(sym.funding_rate[np.flatnonzero(funding)[-1]]) if funding.any() else "0"
+        oi = float(sym.open_interest[i]) if i < len(sym.open_interest) else float("nan")
+        volume = float(sym.volume_units[day].sum()) / sym.volume_scale
+        next_funding = (now_ms // 28_800_000 + 1) * 28_800_000
+        return {
+            "symbol": symbol, "tickDirection": "PlusTick", "lastPrice": f"{price:.2f}",
+            "markPrice": f"{price:.2f}", "indexPrice": f"{price:.2f}",
+            "prevPrice24h": f"{prev_24h:.2f}", "price24hPcnt": f"{price / prev_24h - 1:.6f}",
+            "highPrice24h": f"{float(sym.high[day].max()):.2f}",
+            "lowPrice24h": f"{float(sym.low[day].min()):.2f}",
+            "prevPrice1h": f"{float(sym.open[i]):.2f}", "openInterest": f"{oi:.3f}",
+            "openInterestValue": f"{oi * price:.2f}", "turnover24h": f"{volume * price:.4f}",
+            "volume24h": f"{volume:.3f}", "fundingRate": rate,
+            "nextFundingTime": str(next_funding), "bid1Price": bid, "bid1Size": bids[bid],
+            "ask1Price": ask, "ask1Size": asks[ask],
+        }
+
+    def _liquidations(self, topic: str, symbol: str, now_ms: int) -> list[dict]:
+        since = self.liquidations_sent[topic]
+        if now_ms <= since:
+            return []
+        self.liquidations_sent[topic] = now_ms
+        events = []
+        hour = since // 3_600_000 * 3_600_000
+        while hour <= now_ms:
+            events += [e for e in self._hour_liquidations(symbol, hour)
+                       if since < e["T"] <= now_ms]
+            hour += 3_600_000
+        if not events:
+            return []
+        return [{"topic": topic, "type": "snapshot", "ts": now_ms, "data": events}]
+
+    def _hour_liquidations(self, symbol: str, hour_ms: int) -> list[dict]:
+        sym, i = self._hour(symbol, hour_ms)
+        move = float(sym.close[i] / sym.open[i] - 1.0)
+        count = int(2 + 400 * abs(move) + 4 * _unit(symbol, hour_ms, "n"))
+        p_long = min(0.95, max(0.05, 0.5 - 25 * move))
+        volume = float(sym.volume_units[i]) / sym.volume_scale
+        out = []
+        for k in range(count):
+            t = hour_ms + int(_unit(symbol, hour_ms, k, "t") * 3_600_000)
+            price = self._price(symbol, t)
+            size = volume * 2e-4 * (0.2 + 3 * _unit(symbol, hour_ms, k, "v") ** 3)
+            side = "Buy" if _unit(symbol, hour_ms, k, "s") < p_long else "Sell"
+            out.append({"T": t, "s": symbol, "S": side, "v": f"{size:.3f}",
+                        "p": f"{price:.2f}"})
+        return sorted(out, key=lambda e: e["T"])
+
+
+def _decimals(tick: float) -> int:
+    text = f"{tick:.10f}".rstrip("0")
+    return len(text.partition(".")[2])
+
+
+def _sorted(levels: dict, descending: bool) -> list[list[str]]:
+    return [[p, levels[p]] for p in sorted(levels, key=float, reverse=descending)]

@@ -272,3 +272,36 @@ def test_sentiment_stream_stages_what_it_received_when_stopped(ws, tmp_path):
     assert rows[["symbol", "side", "size", "price"]].values.tolist() == [
         ["ETHUSDT", "Sell", 3.5, 2000.0]]
     assert "stopped after" in output
+
+
+def test_the_replay_exchange_streams_a_derived_market(tmp_path):
+    """`make up`'s source: the replay exchange's WebSocket pushes books, tickers and
+    liquidations derived from the bundle (an hour of replay time per second here), with a
+    book gap every 20 deltas; the stream resyncs and everything staged loads."""
+    from sentiment.sources.replay import ReplayExchange
+
+    with ReplayExchange(port=0, now="2022-06-13 00:00", speed=3600, ws_port=0,
+                        ws_gap_every=20) as exchange:
+        service = StreamService(load_config(), exchange.ws_url, tmp_path / "stream")
+        service.client.tick_seconds = 0.2
+        thread = threading.Thread(target=service.run, kwargs={"install_signals": False},
+                                  daemon=True)
+        thread.start()
+        counters = service.recorder.counters
+        until(lambda: counters.resyncs >= 2 and counters.liquidations >= 5
+              and counters.ticker_rows >= 4, timeout=60)
+        service.client.stop()
+        thread.join(timeout=10)
+    assert counters.bad_messages == 0 and counters.obi_samples > 10
+    for state in service.recorder.symbols.values():
+        bids, asks = state.book.top(5)
+        assert bids[0][0] < asks[0][0]  # a sane book after the resyncs
+        assert state.ticker["bid1_price"] <= state.ticker["ask1_price"]
+    store = Store(str(tmp_path / "s.duckdb"))
+    store.init()
+    result = load_staged(store, Staging(tmp_path / "stream"))
+    assert result.rows["liquidations"] == counters.liquidations
+    assert result.rows["orderbook_imbalance"] == counters.obi_samples
+    through = store.read("stream_state").set_index("symbol")["through"]
+    assert set(through.index) == {"BTCUSDT", "ETHUSDT"}
+    assert (through >= pd.Timestamp("2022-06-13 00:00")).all()

@@ -52,11 +52,21 @@ def test_short_squeeze_without_cascade():
     assert not r.cascade and r.ratio == pytest.approx(1.0, rel=0.25)
 
 
-def test_the_window_and_the_hour_roll_on():
-    m = LiquidationMonitor("BTCUSDT", window_ms=5 * MIN)
+def test_no_cascade_call_before_a_whole_hour_was_watched():
+    m = LiquidationMonitor("BTCUSDT")
     for i in range(40):
         m.add(T0 + i * 1_000, "Buy", 100.0, 100.0)
-    assert m.reading(T0 + MIN).cascade  # a burst in a quiet hour
+    early = m.reading(T0 + MIN)
+    assert early.warming_up and not early.cascade and early.squeeze == "long"
+    later = m.reading(T0 + HOUR)
+    assert not later.warming_up
+
+
+def test_the_window_and_the_hour_roll_on():
+    m = LiquidationMonitor("BTCUSDT", window_ms=5 * MIN, since_ms=T0 - HOUR)  # a quiet hour
+    for i in range(40):
+        m.add(T0 + i * 1_000, "Buy", 100.0, 100.0)
+    assert m.reading(T0 + MIN).cascade  # a burst after a quiet hour
     later = m.reading(T0 + 10 * MIN)  # out of the window, still in the hour
     assert later.volume == 0.0 and later.average > 0.0 and not later.cascade
     assert later.squeeze is None
