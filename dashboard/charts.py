@@ -207,14 +207,21 @@ def _threshold(fig: go.Figure, y: float, text: str, row: int, color: str) -> Non
 
 
 def exchange(funding: pd.DataFrame, oi: pd.DataFrame, long_short: pd.DataFrame,
-             fear_greed: pd.DataFrame) -> go.Figure:
+             fear_greed: pd.DataFrame, obi: pd.DataFrame | None = None,
+             liquidations: pd.DataFrame | None = None) -> go.Figure:
     """Funding rate, open interest, long/short account ratio and Fear & Greed, with the
-    brief's thresholds."""
-    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.05,
-                        subplot_titles=("Funding rate (% per settlement)",
-                                        "Open interest (base coin)",
-                                        "Long/short: share of accounts long",
-                                        "Fear & Greed Index"))
+    brief's thresholds; then, when the live stream recorded any in the range, order-book
+    imbalance (5-minute means) and liquidations per hour (longs down, shorts up)."""
+    titles = ["Funding rate (% per settlement)", "Open interest (base coin)",
+              "Long/short: share of accounts long", "Fear & Greed Index"]
+    stream_obi = obi is not None and len(obi) > 0
+    stream_liq = liquidations is not None and len(liquidations) > 0
+    if stream_obi:
+        titles.append("Order-book imbalance, top 5 levels (5-min mean; +1 all bids)")
+    if stream_liq:
+        titles.append("Liquidations per hour (USDT notional; longs below zero)")
+    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.05
+                        if len(titles) == 4 else 0.04, subplot_titles=titles)
     rate = funding["funding_rate"].astype(float) * 100
     for part, color, hover in ((rate.clip(lower=0), "#2ca02c", "%{customdata:+.4f}%"),
                                (rate.clip(upper=0), "#d62728", None)):
@@ -242,5 +249,23 @@ def exchange(funding: pd.DataFrame, oi: pd.DataFrame, long_short: pd.DataFrame,
     _threshold(fig, FEAR_GREED_HIGH, "extreme greed 80", 4, "#d62728")
     _threshold(fig, FEAR_GREED_LOW, "extreme fear 20", 4, "#2ca02c")
     fig.update_yaxes(range=[0, 100], row=4, col=1)
-    fig.update_layout(height=820, showlegend=False, hovermode="x unified", **_LAYOUT)
+    row = 5
+    if stream_obi:
+        fig.add_trace(go.Scatter(x=obi["ts"], y=obi["obi"], name="OBI", mode="lines",
+                                 line=dict(color="#17becf", width=1), fill="tozeroy",
+                                 hovertemplate="%{y:+.2f}<extra>OBI</extra>"), row=row, col=1)
+        fig.update_yaxes(range=[-1, 1], row=row, col=1)
+        row += 1
+    if stream_liq:
+        fig.add_trace(go.Bar(x=liquidations["ts"], y=-liquidations["longs"],
+                             name="longs liquidated", marker_color="#d62728",
+                             customdata=liquidations["longs"],
+                             hovertemplate="%{customdata:,.0f}<extra>longs</extra>"),
+                      row=row, col=1)
+        fig.add_trace(go.Bar(x=liquidations["ts"], y=liquidations["shorts"],
+                             name="shorts liquidated", marker_color="#2ca02c",
+                             hovertemplate="%{y:,.0f}<extra>shorts</extra>"), row=row, col=1)
+        fig.update_layout(barmode="relative")
+    fig.update_layout(height=205 * len(titles), showlegend=False, hovermode="x unified",
+                      **_LAYOUT)
     return fig

@@ -19,6 +19,7 @@ import streamlit as st
 
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
 from sentiment.errors import SentimentError
+from sentiment.liquidations import LiquidationMonitor
 from sentiment.settings import Settings, get_settings
 from sentiment.sources.bybit import BybitClient
 from sentiment.store import Store, named_queries
@@ -86,15 +87,44 @@ def history(db_path: str, symbol: str, interval: str, start: dt.datetime,
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def stream(db_path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per symbol: how far the live stream got and its newest OBI sample, the liquidations
+    of the hour before that); empty when no stream ever ran."""
+    try:
+        now, liquidations = _read(db_path, [("stream_now", []), ("stream_liquidations", [])])
+    except NoData:  # a database from before the stream tables
+        return pd.DataFrame(), pd.DataFrame()
+    return now, liquidations
+
+
+def liquidation_pressure(liquidations: pd.DataFrame, row: dict, window_seconds: int):
+    """The stream's liquidation pressure of one symbol as of its stream time (watched since
+    its first order-book sample)."""
+    def ms(value) -> int:
+        return int(pd.Timestamp(value).value // 1_000_000)
+
+    monitor = LiquidationMonitor(row["symbol"], window_seconds * 1000,
+                                 since_ms=ms(row["first_ts"]) if not pd.isna(row["first_ts"])
+                                 else None)
+    mine = liquidations[liquidations["symbol"] == row["symbol"]] if len(liquidations) else []
+    for r in (mine.itertuples(index=False) if len(mine) else ()):
+        monitor.add(ms(r.ts), r.side, float(r.size), float(r.price))
+    return monitor.reading(ms(row["through"]))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def exchange(db_path: str, symbol: str, oi_interval: str, ls_period: str, start: dt.datetime,
              end: dt.datetime) -> dict[str, pd.DataFrame]:
-    """Funding, open interest, long/short buy ratio and Fear & Greed in [start, end)."""
-    names = ("funding", "open_interest", "long_short", "fear_greed")
+    """Funding, open interest, long/short buy ratio, Fear & Greed and the stream's order-book
+    imbalance and liquidations in [start, end)."""
+    names = ("funding", "open_interest", "long_short", "fear_greed", "obi", "liquidations")
     frames = _read(db_path, [
         ("funding", [symbol, start, end]),
         ("open_interest", [symbol, oi_interval, start, end]),
         ("long_short", [symbol, ls_period, start, end]),
         ("fear_greed", [start, end]),
+        ("obi_series", [symbol, start, end]),
+        ("liquidation_series", [symbol, start, end]),
     ])
     return dict(zip(names, frames, strict=True))
 

@@ -56,3 +56,40 @@ SELECT ts, value, classification
 FROM fear_greed
 WHERE ts >= ? AND ts < ?
 ORDER BY ts;
+
+-- name: stream_now
+-- The live stream, per symbol: how far it got, its newest order-book sample and the
+-- liquidations of the hour before that (for the pressure reading).
+SELECT st.symbol, st.through,
+       (SELECT obi FROM orderbook_imbalance o WHERE o.symbol = st.symbol
+        ORDER BY o.ts DESC LIMIT 1) AS obi,
+       (SELECT max(ts) FROM orderbook_imbalance o WHERE o.symbol = st.symbol) AS obi_ts,
+       (SELECT min(ts) FROM orderbook_imbalance o WHERE o.symbol = st.symbol) AS first_ts
+FROM stream_state AS st
+ORDER BY st.symbol;
+
+-- name: stream_liquidations
+-- Liquidations of every symbol in the hour up to each symbol's stream time.
+SELECT l.symbol, l.ts, l.side, l.price, l.size
+FROM liquidations AS l
+JOIN stream_state AS st ON st.symbol = l.symbol
+WHERE l.ts > st.through - INTERVAL 1 HOUR AND l.ts <= st.through
+ORDER BY l.symbol, l.ts;
+
+-- name: obi_series
+-- Order-book imbalance in 5-minute means.
+SELECT time_bucket(INTERVAL 5 MINUTE, ts) AS ts, avg(obi) AS obi, count(*) AS samples
+FROM orderbook_imbalance
+WHERE symbol = ? AND ts >= ? AND ts < ?
+GROUP BY 1
+ORDER BY 1;
+
+-- name: liquidation_series
+-- Liquidated notional per hour, longs ("Buy") and shorts ("Sell").
+SELECT time_bucket(INTERVAL 1 HOUR, ts) AS ts,
+       sum(CASE WHEN side = 'Buy' THEN size * price ELSE 0 END) AS longs,
+       sum(CASE WHEN side = 'Sell' THEN size * price ELSE 0 END) AS shorts
+FROM liquidations
+WHERE symbol = ? AND ts >= ? AND ts < ?
+GROUP BY 1
+ORDER BY 1;

@@ -38,8 +38,13 @@ def exchange() -> None:
                "Dashed lines: the levels the exchange and macro scores treat as crowded or "
                "extreme.")
     st.plotly_chart(charts.exchange(frames["funding"], frames["open_interest"],
-                                    frames["long_short"], frames["fear_greed"]),
+                                    frames["long_short"], frames["fear_greed"], frames["obi"],
+                                    frames["liquidations"]),
                     key="exchange")
+    if frames["obi"].empty and frames["liquidations"].empty:
+        st.caption("No live-stream data (order-book imbalance, liquidations) in this range: "
+                   "`sentiment stream` records them (`make up` runs it against the replay "
+                   "exchange).")
 
 
 exchange()

@@ -25,7 +25,36 @@ def _age(seconds: float) -> str:
     return f"{hours} h" if hours < 48 else f"{hours // 24} d"
 
 
-def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool) -> None:
+def stream_metrics(live: dict | None, pressure, now: pd.Timestamp) -> None:
+    """The live stream's view of one symbol: order-book imbalance and liquidations."""
+    if live is None:
+        st.caption("No live-stream data: `sentiment stream` records order-book imbalance "
+                   "and liquidations.")
+        return
+    age = (now - pd.Timestamp(live["through"])).total_seconds()
+    if age > config.stream.alive_seconds:
+        st.warning(f"Live stream stopped: its newest message is {_age(age)} old.",
+                   icon=":material/signal_disconnected:")
+    f, g = st.columns(2)
+    obi = live["obi"]
+    side = "" if pd.isna(obi) else ("bids heavier" if obi > 0.05 else
+                                    "asks heavier" if obi < -0.05 else "balanced")
+    f.metric("Order book (OBI)", _pct(obi, "+.2f"), side or None, delta_color="off",
+             delta_arrow="off", help="Top 5 levels, weights 1 .. 0.0625; +1: all bids.")
+    minutes = config.stream.liquidation_window_seconds // 60
+    alarms = ", ".join(filter(None, ("CASCADE" if pressure.cascade else "",
+                                     f"{pressure.squeeze} squeeze".upper()
+                                     if pressure.squeeze else "")))
+    note = alarms or ("watching (< 1 h)" if pressure.warming_up
+                      else f"{pressure.ratio:.1f}x the hour's average")
+    g.metric(f"Liquidations, {minutes} min", f"{pressure.volume:,.0f} USDT", note,
+             delta_color="inverse" if alarms else "off", delta_arrow="off",
+             help="Liquidated notional (longs and shorts); cascade above 3x the hour's "
+                  "average window, squeeze when one side is over 80 %.")
+
+
+def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool, live: dict | None = None,
+                pressure=None) -> None:
     with st.container(border=True):
         st.subheader(row["symbol"])
         age = (now - pd.Timestamp(row["timestamp"])).total_seconds()
@@ -69,6 +98,7 @@ def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool) -> None:
         e.metric("HMM", "n/a" if pd.isna(hmm_label) else str(hmm_label).replace("_", " "),
                  None if pd.isna(hmm_label) else f"p = {float(row['hmm_probability']):.2f}",
                  delta_color="off", delta_arrow="off")
+        stream_metrics(live, pressure, now)
 
 
 @st.fragment(run_every=config.dashboard.refresh_seconds)
@@ -84,11 +114,16 @@ def overview() -> None:
         return
     now, clock_ok = queries.source_now(settings.bybit_base_url)
     rows = {r["symbol"]: r for r in latest.to_dict("records")}
+    stream_now, liquidations = queries.stream(settings.db_path)
+    live = {r["symbol"]: r for r in stream_now.to_dict("records")}
     columns = st.columns(max(1, len(config.symbols)))
     for column, name in zip(columns, config.symbols, strict=True):
         with column:
             if name in rows:
-                symbol_card(rows[name], now, clock_ok)
+                mine = live.get(name)
+                pressure = None if mine is None else queries.liquidation_pressure(
+                    liquidations, mine, config.stream.liquidation_window_seconds)
+                symbol_card(rows[name], now, clock_ok, mine, pressure)
             else:
                 st.info(f"No {name} rows at this interval yet.")
 

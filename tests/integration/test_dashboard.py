@@ -263,3 +263,65 @@ def test_stacked_contributions_add_up_to_the_stored_composite(dashboard_db):
     # A tier without data adds nothing (here: no order book or liquidations stream, but
     # exchange data is present, so every tier is in).
     assert all(np.isfinite(v).all() for v in parts.values())
+
+
+def _with_stream(dashboard_db: str, tmp_path) -> tuple[str, pd.Timestamp]:
+    """A copy of the test database with an hour and a half of live-stream data for BTCUSDT
+    ending at its last bar: OBI samples every minute, steady short liquidations, then a
+    burst of long ones in the last two minutes."""
+    from sentiment.staging import Staging, load_staged
+
+    db = str(tmp_path / "stream.duckdb")
+    shutil.copy(dashboard_db, db)
+    store = Store(db)
+    end = pd.Timestamp(store.query("SELECT max(timestamp) AS t FROM sentiment_history")["t"]
+                       .iloc[0])
+    start = end - pd.Timedelta(minutes=90)
+    minutes = pd.date_range(start, end, freq="1min", inclusive="left")
+    ms = [int(t.value // 1_000_000) for t in minutes]
+    obi = [{"symbol": "BTCUSDT", "ts": t, "obi": round(np.sin(i / 7), 6)}
+           for i, t in enumerate(ms)]
+    liq = [{"symbol": "BTCUSDT", "ts": t + 5_000, "side": "Sell", "price": 40_000.0,
+            "size": 0.05, "seq": t} for t in ms[::3]]
+    liq += [{"symbol": "BTCUSDT", "ts": t + 9_000 + k, "side": "Buy", "price": 39_500.0,
+             "size": 2.0, "seq": t + k} for t in ms[-2:] for k in range(5)]
+    staging = Staging(tmp_path / "stream")
+    staging.write({"orderbook_imbalance": obi, "liquidations": liq,
+                   "stream_state": [{"symbol": "BTCUSDT", "through": ms[-1] + 30_000}]})
+    load_staged(store, staging)
+    return db, end
+
+
+def test_overview_and_exchange_show_the_live_stream(app, dashboard_db, tmp_path, monkeypatch,
+                                                    clean_replay):
+    db, end = _with_stream(dashboard_db, tmp_path)
+    monkeypatch.setenv("SENTIMENT_DB", db)
+    clean_replay.set_clock(end + pd.Timedelta(minutes=1))
+    at = app()
+    stored = Store(db)
+    newest = stored.query("SELECT obi FROM orderbook_imbalance ORDER BY ts DESC LIMIT 1")
+    obi = [m for m in at.metric if m.label == "Order book (OBI)"]
+    assert len(obi) == 1 and obi[0].value == f"{newest['obi'].iloc[0]:+.2f}"  # BTCUSDT only
+    liq = next(m for m in at.metric if m.label.startswith("Liquidations"))
+    # The window's notional: 10 long liquidations of 2 x 39 500 and the steady shorts in
+    # the last 5 minutes, read back from the store.
+    window = stored.query(
+        "SELECT sum(size * price) AS v FROM liquidations WHERE ts > ? AND ts <= ?",
+        [end - pd.Timedelta(seconds=270), end + pd.Timedelta(seconds=30)])["v"].iloc[0]
+    assert liq.value == f"{window:,.0f} USDT"
+    assert "CASCADE" in liq.delta and "LONG SQUEEZE" in liq.delta
+    assert any("No live-stream data" in c.value for c in at.caption)  # ETHUSDT has none
+
+    at.switch_page(PAGES[2]).run()
+    at.sidebar.date_input[0].set_value(((end - pd.Timedelta(days=1)).date(),
+                                        end.date())).run()
+    figure = _charts(at)[0]
+    names = [t["name"] for t in figure["data"]]
+    assert names[-3:] == ["OBI", "longs liquidated", "shorts liquidated"]
+    longs = next(t for t in figure["data"] if t["name"] == "longs liquidated")
+    shorts = next(t for t in figure["data"] if t["name"] == "shorts liquidated")
+    totals = stored.query("SELECT side, sum(size * price) AS v FROM liquidations GROUP BY 1"
+                          ).set_index("side")["v"]
+    assert -_values(longs["y"]).sum() == pytest.approx(totals["Buy"])
+    assert _values(shorts["y"]).sum() == pytest.approx(totals["Sell"])
+    assert len(figure["layout"]["annotations"]) >= 6  # six subplot titles (and thresholds)
