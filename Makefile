@@ -33,20 +33,28 @@ test: install $(CHROMIUM)
 # hourly bar closes every 30 s, the sensor's interval). live_update_sensor then drives
 # live_update_job, which writes new rows to UP_DB as the bars close (the demo's database
 # already holds the whole bundled year, so the live loop gets its own file).
-# Set BYBIT_BASE_URL=https://api.bybit.com and FEAR_GREED_URL=https://api.alternative.me/fng/
-# (and REPLAY_SPEED=0) to use the real sources instead.
+# Set BYBIT_BASE_URL=https://api.bybit.com, BYBIT_WS_URL=wss://stream.bybit.com/v5/public/linear
+# and FEAR_GREED_URL=https://api.alternative.me/fng/ (and REPLAY_SPEED=0) to use the real
+# sources instead.
+# The replay exchange also serves the public WebSocket on 127.0.0.1:8766 (books, tickers and
+# liquidations derived from the bundle, a book gap every 500 deltas to show the resync);
+# `sentiment stream` stages what it receives beside UP_DB, and stream_load_sensor loads it.
 REPLAY_START ?= 2022-12-01
 REPLAY_SPEED ?= 120
 UP_DB ?= data/live.duckdb
 up: install
-	$(BIN)/sentiment replay-server --port 8765 --now $(REPLAY_START) --speed $(REPLAY_SPEED) & \
+	$(BIN)/sentiment replay-server --port 8765 --now $(REPLAY_START) --speed $(REPLAY_SPEED) \
+	  --ws-port 8766 --gap-every 500 & \
 	replay=$$!; \
 	export SENTIMENT_DB=$(UP_DB) \
 	  BYBIT_BASE_URL=$${BYBIT_BASE_URL:-http://127.0.0.1:8765} \
+	  BYBIT_WS_URL=$${BYBIT_WS_URL:-ws://127.0.0.1:8766/v5/public/linear} \
 	  FEAR_GREED_URL=$${FEAR_GREED_URL:-http://127.0.0.1:8765/fng/}; \
 	$(BIN)/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1 \
 	  --server.port 8501 --browser.gatherUsageStats false & \
-	trap "kill $$replay $$!" EXIT INT TERM; \
+	dashboard=$$!; \
+	$(BIN)/sentiment stream & \
+	trap "kill $$replay $$dashboard $$!" EXIT INT TERM; \
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: install
@@ -57,6 +65,7 @@ bench: install
 	$(BIN)/python bench/bench_live.py
 	$(BIN)/python bench/bench_hmm.py
 	$(BIN)/python bench/bench_dashboard.py
+	$(BIN)/python bench/bench_stream.py
 
 lint: install
 	$(BIN)/ruff check .

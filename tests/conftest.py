@@ -87,3 +87,32 @@ def dashboard_db(replay, tmp_path_factory):
     db = str(tmp_path_factory.mktemp("dashboard") / "sentiment.duckdb")
     build_database(replay, db, DASHBOARD_FIRST, DASHBOARD_LAST)
     return db
+
+
+def with_stream_data(db: str, staging_dir):
+    """Add an hour and a half of live-stream data for BTCUSDT ending at the last bar of
+    ``db`` (staged and loaded like the stream's): OBI samples every minute, steady short
+    liquidations, then a burst of long ones in the last two minutes. Returns that end."""
+    import numpy as np
+    import pandas as pd
+
+    from sentiment.staging import Staging, load_staged
+    from sentiment.store import Store
+
+    store = Store(db)
+    end = pd.Timestamp(store.query("SELECT max(timestamp) AS t FROM sentiment_history")["t"]
+                       .iloc[0])
+    start = end - pd.Timedelta(minutes=90)
+    minutes = pd.date_range(start, end, freq="1min", inclusive="left")
+    ms = [int(t.value // 1_000_000) for t in minutes]
+    obi = [{"symbol": "BTCUSDT", "ts": t, "obi": round(np.sin(i / 7), 6)}
+           for i, t in enumerate(ms)]
+    liq = [{"symbol": "BTCUSDT", "ts": t + 5_000, "side": "Sell", "price": 40_000.0,
+            "size": 0.05, "seq": t} for t in ms[::3]]
+    liq += [{"symbol": "BTCUSDT", "ts": t + 9_000 + k, "side": "Buy", "price": 39_500.0,
+             "size": 2.0, "seq": t + k} for t in ms[-2:] for k in range(5)]
+    staging = Staging(staging_dir)
+    staging.write({"orderbook_imbalance": obi, "liquidations": liq,
+                   "stream_state": [{"symbol": "BTCUSDT", "through": ms[-1] + 30_000}]})
+    load_staged(store, staging)
+    return end

@@ -157,6 +157,32 @@ def test_the_pages_show_regime_score_and_charts(page, dashboard_db, clean_replay
     assert "Traceback" not in server.log.read_text()
 
 
+def test_the_overview_shows_the_live_stream(page, dashboard_db, clean_replay, tmp_path):
+    from conftest import with_stream_data
+
+    db = str(tmp_path / "sentiment.duckdb")
+    shutil.copy(dashboard_db, db)
+    end = with_stream_data(db, tmp_path / "stream")
+    clean_replay.set_clock(end + dt.timedelta(minutes=1))
+    server = Dashboard(db, clean_replay.base_url, tmp_path)
+    try:
+        page.goto(server.url)
+        page.get_by_text("Order book (OBI)").first.wait_for(timeout=30_000)
+        page.get_by_text("CASCADE, LONG SQUEEZE").first.wait_for(timeout=30_000)
+        newest = Store(db).query("SELECT obi FROM orderbook_imbalance ORDER BY ts DESC "
+                                 "LIMIT 1")["obi"].iloc[0]
+        text = page.inner_text("body")
+        assert f"{newest:+.2f}".replace("-", "−") in text.replace("-", "−")
+        _shot(page, tmp_path, "dashboard-stream.png")
+        day = end - dt.timedelta(days=1)
+        page.goto(server.url + f"/exchange?symbol=BTCUSDT&from={day:%Y-%m-%d}")
+        page.get_by_text("Liquidations per hour").wait_for(timeout=30_000)
+        _shot(page, tmp_path, "dashboard-exchange-stream.png")
+    finally:
+        server.close()
+    assert "Traceback" not in server.log.read_text()
+
+
 def test_the_dashboard_reads_while_the_live_job_and_a_backfill_write(
         page, dashboard_db, clean_replay, tmp_path):
     from conftest import dashboard_config

@@ -265,36 +265,13 @@ def test_stacked_contributions_add_up_to_the_stored_composite(dashboard_db):
     assert all(np.isfinite(v).all() for v in parts.values())
 
 
-def _with_stream(dashboard_db: str, tmp_path) -> tuple[str, pd.Timestamp]:
-    """A copy of the test database with an hour and a half of live-stream data for BTCUSDT
-    ending at its last bar: OBI samples every minute, steady short liquidations, then a
-    burst of long ones in the last two minutes."""
-    from sentiment.staging import Staging, load_staged
+def test_overview_and_exchange_show_the_live_stream(app, dashboard_db, tmp_path, monkeypatch,
+                                                    clean_replay):
+    from conftest import with_stream_data
 
     db = str(tmp_path / "stream.duckdb")
     shutil.copy(dashboard_db, db)
-    store = Store(db)
-    end = pd.Timestamp(store.query("SELECT max(timestamp) AS t FROM sentiment_history")["t"]
-                       .iloc[0])
-    start = end - pd.Timedelta(minutes=90)
-    minutes = pd.date_range(start, end, freq="1min", inclusive="left")
-    ms = [int(t.value // 1_000_000) for t in minutes]
-    obi = [{"symbol": "BTCUSDT", "ts": t, "obi": round(np.sin(i / 7), 6)}
-           for i, t in enumerate(ms)]
-    liq = [{"symbol": "BTCUSDT", "ts": t + 5_000, "side": "Sell", "price": 40_000.0,
-            "size": 0.05, "seq": t} for t in ms[::3]]
-    liq += [{"symbol": "BTCUSDT", "ts": t + 9_000 + k, "side": "Buy", "price": 39_500.0,
-             "size": 2.0, "seq": t + k} for t in ms[-2:] for k in range(5)]
-    staging = Staging(tmp_path / "stream")
-    staging.write({"orderbook_imbalance": obi, "liquidations": liq,
-                   "stream_state": [{"symbol": "BTCUSDT", "through": ms[-1] + 30_000}]})
-    load_staged(store, staging)
-    return db, end
-
-
-def test_overview_and_exchange_show_the_live_stream(app, dashboard_db, tmp_path, monkeypatch,
-                                                    clean_replay):
-    db, end = _with_stream(dashboard_db, tmp_path)
+    end = with_stream_data(db, tmp_path / "stream")
     monkeypatch.setenv("SENTIMENT_DB", db)
     clean_replay.set_clock(end + pd.Timedelta(minutes=1))
     at = app()
