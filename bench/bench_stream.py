@@ -198,7 +198,8 @@ def bench_delay(tmp: Path, pushes: int = 8) -> None:
             proc.wait(timeout=60)
     print(f"liquidation pushed -> row in DuckDB, through the stream's 2 s flush, "
           f"stream_load_sensor and stream_load_job in dagster dev: median "
-          f"{statistics.median(delays):.1f} s, max {max(delays):.1f} s over {len(delays)}")
+          f"{statistics.median(delays):.1f} s, max {max(delays):.1f} s over {len(delays)} "
+          f"({', '.join(f'{d:.1f}' for d in delays)})")
 
 
 def main() -> None:

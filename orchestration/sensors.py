@@ -109,7 +109,8 @@ def build_live_update_sensor(config: Config, job) -> SensorDefinition:
 
 def build_stream_load_sensor(config: Config, job) -> SensorDefinition:
     """``stream_load_sensor``: one ``stream_load_job`` run when the stream has staged files
-    and no load run is already waiting (one run loads every staged file)."""
+    and no load run is already waiting to start (one run loads every staged file; a run
+    requested while another loads queues behind it in the writers' pool)."""
 
     @sensor(
         name="stream_load_sensor",
@@ -120,15 +121,23 @@ def build_stream_load_sensor(config: Config, job) -> SensorDefinition:
     )
     def stream_load_sensor(context: SensorEvaluationContext,
                            stream_staging: StagingResource):
-        pending = stream_staging.staging().pending()
+        staging = stream_staging.staging()
+        # The daemon evaluates a sensor at most every 5 s: rather than leave a file waiting
+        # for the next evaluation, watch the directory for up to live.sensor_wait_seconds.
+        deadline = time.monotonic() + config.live.sensor_wait_seconds
+        pending = staging.pending()
+        while not pending and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            pending = staging.pending()
         if not pending:
             return SkipReason("nothing staged")
         busy = context.instance.get_runs(filters=RunsFilter(
             job_name=job.name, statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
-                                         DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]),
+                                         DagsterRunStatus.STARTING]),
             limit=1)
         if busy:
-            return SkipReason(f"a load run is under way ({len(pending)} file(s) staged)")
+            return SkipReason(f"a load run is waiting to start ({len(pending)} file(s) "
+                              "staged)")
         return RunRequest(run_key=pending[-1].name, tags={"staged_files": str(len(pending))})
 
     return stream_load_sensor

@@ -71,6 +71,7 @@ class SymbolStream:
     obi_slot: int = -1
     ticker_slot: int = -1
     through: int | None = None
+    drained_through: int | None = None
 
 
 @dataclass
@@ -200,10 +201,14 @@ class StreamRecorder:
         return state.liquidations.reading(state.through)
 
     def drain(self) -> dict[str, list[dict]]:
-        """The rows received since the last drain, and how far each symbol got."""
+        """The rows received since the last drain, and how far each symbol got (for the
+        symbols that got further)."""
         out, self.pending = self.pending, {kind: [] for kind in self.pending}
         out["stream_state"] = [{"symbol": s.symbol, "through": s.through}
-                               for s in self.symbols.values() if s.through is not None]
+                               for s in self.symbols.values()
+                               if s.through is not None and s.through != s.drained_through]
+        for s in self.symbols.values():
+            s.drained_through = s.through
         return out
 
 

@@ -33,7 +33,8 @@ MS = 1_000
 def _config():
     config = load_config()
     hmm = dataclasses.replace(config.hmm, window_bars=150, min_bars=100)
-    return dataclasses.replace(config, start_date=START, hmm=hmm)
+    live = dataclasses.replace(config.live, sensor_wait_seconds=0.5)  # the sensor's watch
+    return dataclasses.replace(config, start_date=START, hmm=hmm, live=live)
 
 
 def _defs(replay, db_path: str, staging: str):
