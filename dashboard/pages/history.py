@@ -108,15 +108,22 @@ def history() -> None:
         with st.container(height=280):
             st.markdown(_transitions_table(transitions.head(TRANSITIONS_LISTED),
                                            rows["timestamp"].iloc[0]))
-    left, right = st.columns(2)
-    left.download_button(
-        f"Download these {len(rows):,} rows (CSV)", lambda: rows.to_csv(index=False).encode(),
-        file_name=f"sentiment_{symbol}_{interval}_{start:%Y%m%d}.csv", mime="text/csv",
-        on_click="ignore")
-    right.download_button(
-        f"Download the {len(transitions):,} transitions (CSV)",
-        lambda: transitions.to_csv(index=False).encode(),
-        file_name=f"regime_transitions_{symbol}_{interval}_{start:%Y%m%d}.csv",
-        mime="text/csv", on_click="ignore")
+
+
+def _csv(part: int) -> bytes:
+    """The range's rows (0) or transitions (1) as CSV, read when the button is pressed: the
+    buttons stay outside the refreshing fragment, so a refresh never swallows a click."""
+    return queries.history(settings.db_path, symbol, interval, start, end)[part].to_csv(
+        index=False).encode()
+
 
 history()
+left, right = st.columns(2)
+left.download_button(
+    "Download the rows shown (CSV)", lambda: _csv(0),
+    file_name=f"sentiment_{symbol}_{interval}_{start:%Y%m%d}.csv", mime="text/csv",
+    on_click="ignore")
+right.download_button(
+    "Download their regime transitions (CSV)", lambda: _csv(1),
+    file_name=f"regime_transitions_{symbol}_{interval}_{start:%Y%m%d}.csv", mime="text/csv",
+    on_click="ignore")

@@ -140,8 +140,9 @@ def test_the_pages_show_regime_score_and_charts(page, dashboard_db, clean_replay
         assert "ETHUSDT 1h:" in page.inner_text("body")
         _shot(page, tmp_path, "dashboard-history.png")
         # The CSV is written when asked for: every row shown, one line each.
-        button = page.get_by_role("button", name=re.compile(r"Download these [\d,]+ rows"))
-        shown = int(re.search(r"these ([\d,]+) rows", button.inner_text())[1].replace(",", ""))
+        shown = int(re.search(r"ETHUSDT 1h: ([\d,]+) bars", page.inner_text("body"))[1]
+                    .replace(",", ""))
+        button = page.get_by_role("button", name="Download the rows shown (CSV)")
         with page.expect_download(timeout=30_000) as download:
             button.click()
         csv = pd.read_csv(download.value.path())
