@@ -63,6 +63,7 @@ class ReplayStream:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._quiet = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -114,6 +115,10 @@ class ReplayStream:
             for client in clients:
                 client.outbox.append(text)
         return len(clients)
+
+    def silence(self, quiet: bool = True) -> None:
+        """Stop answering (pings included) without closing: a connection gone dead."""
+        self._quiet = quiet
 
     def drop_connections(self) -> int:
         """Close every open connection (the clients see a network fault)."""
@@ -203,6 +208,8 @@ class ReplayStream:
                     queued = list(client.outbox)
                     client.outbox.clear()
                     topics = set(client.topics)
+                if self._quiet:
+                    continue
                 for reply in replies:
                     conn.send(json.dumps(reply))
                 for text in queued:

@@ -143,6 +143,15 @@ def test_heartbeats_are_sent(ws):
         assert ws.wait_for(lambda r: sum(x.get("op") == "ping" for x in r) >= 3)
 
 
+def test_a_silent_connection_is_given_up_and_reopened(ws):
+    with Running(ws.url, ping_seconds=0.1, dead_seconds=0.5) as run:
+        until(lambda: ws.subscriptions(BOOK) == 1)
+        ws.silence()  # no pongs, no pushes: the connection is dead to the client
+        until(lambda: ws.subscriptions(BOOK) == 2)  # it reconnected and subscribed again
+        ws.silence(False)
+    assert run.client.connections == 2
+
+
 def test_a_refused_topic_is_an_error_naming_it(ws):
     client = BybitStream(ws.url, ["orderbook.50.NOTACOIN"], lambda m: None, tick_seconds=0.05)
     with pytest.raises(Exception) as err:
