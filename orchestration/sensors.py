@@ -138,6 +138,8 @@ def build_stream_load_sensor(config: Config, job) -> SensorDefinition:
         if busy:
             return SkipReason(f"a load run is waiting to start ({len(pending)} file(s) "
                               "staged)")
-        return RunRequest(run_key=pending[-1].name, tags={"staged_files": str(len(pending))})
+        # No run key: after a failed load the same files must be loadable again; the check
+        # above keeps the requests to one waiting run.
+        return RunRequest(tags={"staged_files": str(len(pending))})
 
     return stream_load_sensor

@@ -28,7 +28,7 @@ numbers given as times are read as epoch milliseconds too.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 
 import numpy as np
@@ -325,6 +325,7 @@ class LiveInputs:
         self.liq_totals: deque[float] = deque(maxlen=liquidation_window_bars(interval_minutes))
         # Pending stream events: (ts, kind, a, b); kind 0 long liq, 1 short liq, 2 OBI.
         self.events: list[tuple[int, int, float, float]] = []
+        self._unsorted = False
         self.last_close = -(2**62)
         self.late_events = 0
 
@@ -332,6 +333,8 @@ class LiveInputs:
         if ts < self.last_close:
             self.late_events += 1
             return
+        if self.events and ts < self.events[-1][0]:
+            self._unsorted = True
         self.events.append((ts, kind, a, b))
 
     def add_liquidation(self, ts: int, side: str, size: float, price: float) -> None:
@@ -342,12 +345,17 @@ class LiveInputs:
         self._event(ts, 2, obi, 0.0)
 
     def _stream(self, open_ms: int, close_ms: int) -> tuple[float, float, float]:
-        """(intensity, net, OBI) of the bar [open, close) from the pending events."""
-        mine = [e for e in self.events if e[0] < close_ms]
-        if not mine:
+        """(intensity, net, OBI) of the bar [open, close) from the pending events (kept in
+        time order, so a bar takes only its own: a restore may feed weeks of them)."""
+        if self._unsorted:
+            self.events.sort(key=lambda e: e[0])
+            self._unsorted = False
+        cut = bisect_left(self.events, close_ms, key=lambda e: e[0])
+        if cut == 0:
             self.liq_totals.append(float("nan"))
             return float("nan"), float("nan"), float("nan")
-        self.events = [e for e in self.events if e[0] >= close_ms]
+        mine = self.events[:cut]
+        del self.events[:cut]
         inside = [e for e in mine if e[0] >= open_ms]  # earlier ones fell in a gap
         long_vol = short_vol = obi_sum = 0.0
         obi_n = 0
@@ -411,7 +419,9 @@ class LiveInputs:
         for name in ("funding", "open_interest", "long_short", "fear_greed", "closes"):
             getattr(self, name).load(state[name])
         self.liq_totals.extend(float("nan") if v is None else v for v in state["liq_totals"])
-        self.events = [(int(t), int(k), float(a), float(b)) for t, k, a, b in state["events"]]
+        self.events = sorted(((int(t), int(k), float(a), float(b))
+                              for t, k, a, b in state["events"]), key=lambda e: e[0])
+        self._unsorted = False
         self.last_close = int(state["last_close"])
         self.late_events = int(state["late_events"])
 

@@ -79,8 +79,8 @@ class LiquidationMonitor:
         long_vol = short_vol = hour = 0.0
         start = now_ms - self.window_ms
         for ts, is_long, notional in self.events:
-            if ts > now_ms:
-                continue
+            if ts > now_ms or ts <= now_ms - self.history_ms:
+                continue  # after the reading, or out of the hour (arrived out of order)
             hour += notional
             if ts > start:
                 if is_long:

@@ -383,8 +383,15 @@ def _live_update(store: Store, config: Config, bybit: BybitClient,
     history, transitions, states, models = [], [], [], []
     newest = newest_rows(store)
     streams = stream_through(store, config, now)
+    ex = config.exchange_data
+    # A stream that has just (re)started may not have staged anything yet: bars that closed
+    # within one flush of now stay provisional whatever stream_state says.
+    staged_by = (now - dt.timedelta(seconds=config.stream.flush_seconds) - STREAM_GRACE
+                 if ex.liquidations or ex.orderbook_imbalance else None)
     for symbol in config.symbols:
         final_until = final_until_of(newest, config, symbol, streams.get(symbol))
+        if staged_by is not None:
+            final_until = min(final_until, staged_by)
         for interval in config.intervals:
             n, final, sh, st, state, trained = update_symbol_interval(
                 store, config, symbol, interval, final_until)

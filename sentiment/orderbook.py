@@ -7,9 +7,10 @@ An empty book side counts as zero size; an empty book has no imbalance (NaN).
 :class:`OrderBook` keeps one Bybit ``orderbook.{depth}.{symbol}`` book from its snapshot and
 deltas. Bybit numbers the messages of a topic with an update id ``u`` that grows by exactly
 one; a snapshot (also the one Bybit re-sends after a restart, with ``u`` = 1) replaces the
-book. A delta whose ``u`` is not the next one means messages were lost: the book raises
+book. A delta whose ``u`` skips ids means messages were lost: the book raises
 :class:`BookGap` and stays unusable until a new snapshot, which the stream asks for by
-subscribing again. Written here because pybit's book ignores the update ids (DESIGN 8.16).
+subscribing again; one whose ``u`` was applied already is ignored. Written here because
+pybit's book ignores the update ids (DESIGN 8.16).
 """
 
 from __future__ import annotations
@@ -84,12 +85,13 @@ class OrderBook:
             if self.update_id is None:
                 raise BookGap("orderbook", f"delta u={update_id} without a snapshot",
                               symbol=self.symbol, field="u")
+            if update_id <= self.update_id:
+                return  # already applied (a repeated push): nothing to do
             if update_id != self.update_id + 1:
-                expected = self.update_id + 1
+                last = self.update_id
                 self.update_id = None
-                raise BookGap("orderbook", f"update id {update_id} after {expected - 1} "
-                              f"({'lost messages' if update_id > expected else 'replayed'})",
-                              symbol=self.symbol, field="u")
+                raise BookGap("orderbook", f"update id {update_id} after {last} (lost "
+                              "messages)", symbol=self.symbol, field="u")
             for side, levels in ((self.bids, bids), (self.asks, asks)):
                 for price, size in levels:
                     if size > 0:

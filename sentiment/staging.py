@@ -94,11 +94,17 @@ class Staging:
             final = self.directory / name
             temporary = self.directory / f".{name}.tmp"
             table = pa.Table.from_pandas(frame, preserve_index=False)
-            with open(temporary, "wb") as handle:
-                pq.write_table(table, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, final)
+            try:
+                with open(temporary, "wb") as handle:
+                    pq.write_table(table, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, final)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                for path in written:  # all kinds of one flush, or none: it will be retried
+                    path.unlink(missing_ok=True)
+                raise
             written.append(final)
         return written
 

@@ -72,6 +72,7 @@ class SymbolStream:
     ticker_slot: int = -1
     through: int | None = None
     drained_through: int | None = None
+    resyncing: bool = False  # a new snapshot was asked for and has not come yet
 
 
 @dataclass
@@ -104,7 +105,7 @@ class StreamRecorder:
 
     def on_message(self, message: Mapping) -> str | None:
         """Take one push; returns a topic to subscribe to again (its book lost messages)."""
-        topic = message.get("topic")
+        topic = message.get("topic") if isinstance(message, Mapping) else None
         if not isinstance(topic, str):
             return None  # acks and pongs are the client's business
         self.counters.messages += 1
@@ -126,7 +127,7 @@ class StreamRecorder:
             else:
                 raise InputError("stream", f"unknown topic {topic}", symbol=symbol,
                                  field="topic")
-        except (InputError, KeyError, TypeError, ValueError) as exc:
+        except (InputError, KeyError, TypeError, ValueError, AttributeError) as exc:
             self.counters.bad_messages += 1
             log.error("stream: bad %s message skipped: %s", topic, exc)
             return None
@@ -138,9 +139,14 @@ class StreamRecorder:
         try:
             state.book.apply(message)
         except BookGap as exc:
+            if state.resyncing:  # asked already: the deltas in flight wait for the snapshot
+                return None
+            state.resyncing = True
             self.counters.resyncs += 1
             log.warning("stream: %s; asking for a new snapshot", exc)
             return topic
+        if message.get("type") == "snapshot":
+            state.resyncing = False
         slot = ts // self.sample_ms
         if slot > state.obi_slot:
             obi = state.book.imbalance()
@@ -153,6 +159,9 @@ class StreamRecorder:
 
     def _ticker(self, state: SymbolStream, message: Mapping, ts: int) -> None:
         data = message["data"]
+        if not isinstance(data, Mapping):
+            raise InputError("tickers", f"data is a {type(data).__name__}, not an object",
+                             symbol=state.symbol, field="data")
         if data.get("symbol", state.symbol) != state.symbol:
             raise InputError("tickers", f"a {data.get('symbol')} ticker on "
                              f"tickers.{state.symbol}", symbol=state.symbol, field="symbol")
@@ -176,21 +185,35 @@ class StreamRecorder:
         items = message["data"]
         if isinstance(items, Mapping):  # older pushes carried one object
             items = [items]
-        rows = []
+        if not isinstance(items, list):
+            raise InputError("liquidations", f"data is a {type(items).__name__}, not a list",
+                             symbol=state.symbol, field="data")
         for i, item in enumerate(items):
-            if item.get("s", state.symbol) != state.symbol:
-                raise InputError("liquidations", f"a {item.get('s')} liquidation on "
-                                 f"allLiquidation.{state.symbol}", symbol=state.symbol,
-                                 field="s")
-            side = item.get("S")
-            size = _number(item.get("v"), "liquidations", state.symbol, "v")
-            price = _number(item.get("p"), "liquidations", state.symbol, "p")
-            when = int(item["T"])
-            state.liquidations.add(when, side, size, price)  # validates side, size, price
-            rows.append({"symbol": state.symbol, "ts": when, "side": side, "price": price,
-                         "size": size, "seq": ts * 1000 + i})
-        self.pending["liquidations"] += rows
-        self.counters.liquidations += len(rows)
+            try:  # a bad item is skipped; the good ones of the same push are kept
+                if not isinstance(item, Mapping):
+                    raise InputError("liquidations", f"item {i} is not an object",
+                                     symbol=state.symbol, field="data")
+                if item.get("s", state.symbol) != state.symbol:
+                    raise InputError("liquidations", f"a {item.get('s')} liquidation on "
+                                     f"allLiquidation.{state.symbol}", symbol=state.symbol,
+                                     field="s")
+                side = item.get("S")
+                size = _number(item.get("v"), "liquidations", state.symbol, "v")
+                price = _number(item.get("p"), "liquidations", state.symbol, "p")
+                try:
+                    when = int(item["T"])
+                except (KeyError, TypeError, ValueError):
+                    raise InputError("liquidations", f"bad time {item.get('T')!r}",
+                                     symbol=state.symbol, field="T") from None
+                state.liquidations.add(when, side, size, price)  # checks side, size, price
+            except InputError as exc:
+                self.counters.bad_messages += 1
+                log.error("stream: bad liquidation skipped: %s", exc)
+                continue
+            self.pending["liquidations"].append(
+                {"symbol": state.symbol, "ts": when, "side": side, "price": price,
+                 "size": size, "seq": ts * 1000 + i})
+            self.counters.liquidations += 1
 
     # ------------------------------------------------------------------ reading
 
@@ -199,6 +222,14 @@ class StreamRecorder:
         if state.through is None:
             return None
         return state.liquidations.reading(state.through)
+
+    def restore(self, rows: dict[str, list[dict]]) -> None:
+        """Put drained rows back in front (their flush failed), so the next one stages them."""
+        for kind, items in rows.items():
+            if kind in self.pending:
+                self.pending[kind] = list(items) + self.pending[kind]
+        for item in rows.get("stream_state", ()):
+            self.symbols[item["symbol"]].drained_through = None
 
     def drain(self) -> dict[str, list[dict]]:
         """The rows received since the last drain, and how far each symbol got (for the
@@ -236,6 +267,7 @@ class StreamService:
             ping_seconds=sc.ping_seconds, dead_seconds=sc.dead_seconds,
             max_backoff_seconds=sc.max_backoff_seconds)
         self.flushes = 0
+        self.failed_flushes = 0
         self._flush_lock = threading.Lock()
         self._alarms: dict[str, tuple[bool, str | None]] = {}
 
@@ -243,10 +275,17 @@ class StreamService:
         """Stage what was received since the last flush."""
         with self._flush_lock:
             rows = self.recorder.drain()
-            if not any(rows[k] for k in ("liquidations", "orderbook_imbalance", "tickers")) \
-                    and not rows["stream_state"]:
+            if not any(rows.values()):
                 return []
-            written = self.staging.write(rows)
+            try:
+                written = self.staging.write(rows)
+            except OSError as exc:  # disk full, directory gone: keep the rows, retry later
+                self.recorder.restore(rows)
+                self.failed_flushes += 1
+                log.error("stream: staging in %s failed (%s); the %d rows are kept for the "
+                          "next flush", self.staging.directory, exc,
+                          sum(len(v) for v in rows.values()))
+                return []
             self.flushes += 1
         for symbol in self.recorder.symbols:
             reading = self.recorder.pressure(symbol)

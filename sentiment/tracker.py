@@ -383,6 +383,7 @@ class MarketSentimentTracker:
         """Forget the liquidations and OBI samples held for bars not closed yet (a caller
         that re-feeds them from storage after a restore)."""
         self._inputs.events = []
+        self._inputs._unsorted = False
 
     def on_obi_sample(self, ts: Any, obi: float) -> None:
         """One order-book imbalance sample already computed (the stream's), at ``ts``."""

@@ -64,7 +64,10 @@ SELECT st.symbol, st.through,
        (SELECT obi FROM orderbook_imbalance o WHERE o.symbol = st.symbol
         ORDER BY o.ts DESC LIMIT 1) AS obi,
        (SELECT max(ts) FROM orderbook_imbalance o WHERE o.symbol = st.symbol) AS obi_ts,
-       (SELECT min(ts) FROM orderbook_imbalance o WHERE o.symbol = st.symbol) AS first_ts
+       -- the oldest order-book sample of the last hour and a minute: whether the stream
+       -- has watched a whole hour, which the liquidation pressure needs
+       (SELECT min(ts) FROM orderbook_imbalance o WHERE o.symbol = st.symbol
+          AND o.ts > st.through - INTERVAL 61 MINUTE) AS first_ts
 FROM stream_state AS st
 ORDER BY st.symbol;
 

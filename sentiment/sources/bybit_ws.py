@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -65,15 +64,23 @@ class BybitStream:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.connect_timeout = connect_timeout
-        self.stop_event = threading.Event()
+        # A plain flag: set from a signal handler it cannot block on a lock.
+        self.stopping = False
         self.connections = 0  # successful connects (reconnects = connections - 1)
         self.resubscribed = 0
         self.bad_frames = 0
         self._ws: websocket.WebSocket | None = None
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return (safe from a signal handler or another thread)."""
-        self.stop_event.set()
+        """Ask :meth:`run` to return within ``tick_seconds`` (safe from a signal handler or
+        another thread)."""
+        self.stopping = True
+
+    def _tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # the caller's flush failing is not a connection fault
+            log.exception("bybit_ws: the periodic tick failed")
 
     # ------------------------------------------------------------------ protocol
 
@@ -103,10 +110,10 @@ class BybitStream:
             next_ping = now + self.ping_seconds
             next_tick = now + self.tick_seconds
             last_heard = now
-            while not self.stop_event.is_set():
+            while not self.stopping:
                 now = time.monotonic()
                 if now >= next_tick:
-                    self.tick()
+                    self._tick()
                     next_tick = now + self.tick_seconds
                 if now >= next_ping:
                     self._send({"op": "ping"})
@@ -127,10 +134,20 @@ class BybitStream:
                     self.bad_frames += 1
                     log.error("bybit_ws: a frame that is not JSON skipped: %.80r", raw)
                     continue
+                if not isinstance(message, dict):
+                    self.bad_frames += 1
+                    log.error("bybit_ws: a frame that is not a JSON object skipped: %.80r", raw)
+                    continue
                 if "topic" not in message:
                     self._control(message)
                     continue
-                resync = self.on_message(message)
+                try:
+                    resync = self.on_message(message)
+                except Exception:  # a message the handler could not take never ends the stream
+                    self.bad_frames += 1
+                    log.exception("bybit_ws: a %s push could not be handled",
+                                  message.get("topic"))
+                    continue
                 if resync is not None:
                     self.resubscribed += 1
                     self._subscribe("unsubscribe", [resync])
@@ -142,7 +159,7 @@ class BybitStream:
     def run(self) -> None:
         """Stream until :meth:`stop`; reconnect with backoff on any connection fault."""
         failures = 0
-        while not self.stop_event.is_set():
+        while not self.stopping:
             connected_before = self.connections
             try:
                 self._session()
@@ -158,5 +175,7 @@ class BybitStream:
                 delay *= random.uniform(0.8, 1.2)
                 log.warning("bybit_ws: %s (%s); reconnecting in %.1f s", type(exc).__name__,
                             exc, delay)
-                self.tick()  # keep flushing what was received while disconnected
-                self.stop_event.wait(delay)
+                self._tick()  # keep flushing what was received while disconnected
+                waited = time.monotonic() + delay
+                while not self.stopping and time.monotonic() < waited:
+                    time.sleep(min(0.05, delay))

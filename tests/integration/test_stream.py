@@ -314,3 +314,51 @@ def test_the_replay_exchange_streams_a_derived_market(tmp_path):
     through = store.read("stream_state").set_index("symbol")["through"]
     assert set(through.index) == {"BTCUSDT", "ETHUSDT"}
     assert (through >= pd.Timestamp("2022-06-13 00:00")).all()
+
+
+def test_a_failed_flush_keeps_its_rows_for_the_next(tmp_path, monkeypatch):
+    service = StreamService(load_config(), "ws://127.0.0.1:9/unused", tmp_path / "stream")
+    service.recorder.on_message(liquidation(T0, "Buy", "0.5"))
+    real_write = service.staging.write
+    calls = []
+
+    def full_disk(rows):
+        calls.append(rows)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real_write(rows)
+
+    monkeypatch.setattr(service.staging, "write", full_disk)
+    assert service.flush() == [] and service.failed_flushes == 1
+    assert not list((tmp_path / "stream").glob("*"))  # no partial file left behind
+    service.recorder.on_message(liquidation(T0 + 1, "Sell", "0.7"))
+    written = service.flush()
+    rows = pd.concat(pd.read_parquet(p) for p in written if p.name.startswith("liq"))
+    assert rows["size"].tolist() == [0.5, 0.7]
+    state = pd.concat(pd.read_parquet(p) for p in written if p.name.startswith("stream_"))
+    assert state["through"].tolist() == [pd.Timestamp(T0 + 201, unit="ms")]
+
+
+def test_oddly_shaped_pushes_are_counted_not_fatal():
+    recorder = StreamRecorder(["BTCUSDT"])
+    topic = "allLiquidation.BTCUSDT"
+    recorder.on_message({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": T0,
+                         "data": ["not", "an", "object"]})
+    recorder.on_message({"topic": topic, "type": "snapshot", "ts": T0, "data": [
+        "garbage", {"T": T0, "s": "BTCUSDT", "S": "Up", "v": "1", "p": "1"},
+        {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.25", "p": "70000"}]})
+    recorder.on_message(5)  # a frame that is JSON but not an object
+    assert recorder.counters.bad_messages == 3
+    rows = recorder.drain()["liquidations"]
+    assert [(r["side"], r["size"]) for r in rows] == [("Buy", 0.25)]  # the good item stays
+
+
+def test_one_resync_per_gap_however_many_deltas_are_in_flight(ws):
+    ws.script(BOOK,
+              [snap(100, [["100", "1"]], [["101", "1"]], T0), delta(102, T0 + 1),
+               delta(103, T0 + 2), delta(104, T0 + 3), delta(105, T0 + 4)],
+              [snap(500, [["100", "2"]], [["101", "1"]], T0 + 5)])
+    with Running(ws.url) as run:
+        until(lambda: run.recorder.symbols["BTCUSDT"].book.update_id == 500)
+    assert [r["op"] for r in ws.received if r.get("args") == [BOOK]].count("unsubscribe") == 1
+    assert run.recorder.counters.resyncs == 1

@@ -93,7 +93,7 @@ def test_stream_load_sensor_and_job(clean_replay, tmp_path):
           LIVE_FROM + dt.timedelta(hours=1))
     with build_sensor_context(instance=instance, resources=resources) as context:
         request = sensor(context)
-    assert isinstance(request, RunRequest) and request.run_key == staging.pending()[-1].name
+    assert isinstance(request, RunRequest) and request.tags["staged_files"] == "3"
     result = _run(defs, "stream_load_job", instance)
     assert not staging.pending()
     store = Store(db)
@@ -164,3 +164,24 @@ def test_live_with_a_stream_equals_a_backfill_and_waits_for_it(clean_replay, tmp
         assert theirs[column].to_numpy(dtype=float) == pytest.approx(
             rows[column].to_numpy(dtype=float), abs=1e-9), column
     assert theirs["regime"].tolist() == rows["regime"].tolist()
+
+
+def test_a_bar_that_just_closed_waits_one_flush_for_the_stream(clean_replay, tmp_path):
+    """A stream that has just started may stage a bar's last seconds after the live run:
+    a bar closed less than a flush (and the grace) ago is provisional, then made final."""
+    db = str(tmp_path / "live.duckdb")
+    defs = _defs(clean_replay, db, str(tmp_path / "stream"))
+    instance = DagsterInstance.ephemeral()
+
+    def checkpoint():
+        state = Store(db).read("tracker_state", where={"symbol": "BTCUSDT", "interval": "60"})
+        return pd.Timestamp(state["last_timestamp"].iloc[0])
+
+    clean_replay.set_clock(LIVE_FROM + dt.timedelta(seconds=1))
+    _run(defs, "live_update_job", instance)
+    assert checkpoint() == pd.Timestamp(LIVE_FROM) - pd.Timedelta(hours=1)
+    rows = Store(db).read("sentiment_history", where={"symbol": "BTCUSDT", "interval": "60"})
+    assert pd.Timestamp(rows["timestamp"].max()) == pd.Timestamp(LIVE_FROM)  # written, provisional
+    clean_replay.set_clock(LIVE_FROM + dt.timedelta(seconds=30))
+    _run(defs, "live_update_job", instance)
+    assert checkpoint() == pd.Timestamp(LIVE_FROM)
