@@ -75,17 +75,28 @@ def build_live_update_sensor(config: Config, job) -> SensorDefinition:
                 return None, now
             return pd.Timestamp(bars["open_time"].max()).strftime("%Y-%m-%dT%H:%M"), now
 
+        era = cursor.get("era", 0)
+
         def request(key: str) -> RunRequest:
-            context.update_cursor(json.dumps({"bar": key}))
-            return RunRequest(run_key=f"{symbol}-{interval}-{key}",
+            context.update_cursor(json.dumps({"bar": key, "era": era}))
+            suffix = f"-{era}" if era else ""
+            return RunRequest(run_key=f"{symbol}-{interval}-{key}{suffix}",
                               tags={"newest_bar_open": key})
 
         key, now = newest()
+        if key is not None and done is not None and key < done:
+            # The exchange's newest bar is older than the cursor: a replay clock started
+            # again (or another exchange). A new era of run keys, so the bars run again.
+            era += 1
+            context.log.info(f"the exchange's newest bar {key} is before the cursor's {done}: "
+                             f"starting over (run keys of era {era})")
+            return request(key)
         if key is not None and (done is None or key > done):
             return request(key)
         wall = time.time()
         rate = _clock_rate(cursor.get("clock"), now, wall)
-        context.update_cursor(json.dumps({"bar": done, "clock": [now.value // 10**6, wall]}))
+        context.update_cursor(json.dumps({"bar": done, "era": era,
+                                          "clock": [now.value // 10**6, wall]}))
         if key is None:
             return SkipReason(f"no closed {symbol} {interval} bar up to {now}")
         next_close = pd.Timestamp(key) + 2 * length

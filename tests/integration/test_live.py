@@ -186,6 +186,16 @@ def test_sensor_one_run_key_per_new_bar_catch_up_and_restart(clean_replay, db_pa
     # A restarted daemon evaluates with the stored cursor: no duplicate.
     result, _ = _sensor_eval(defs, clean_replay, cursor)
     assert isinstance(result, SkipReason)
+    # The replay clock started over (`make up` again): the bars run again, under new keys.
+    clean_replay.set_clock(dt.datetime(2022, 3, 5, 10, 0, 30))
+    result, restarted = _sensor_eval(defs, clean_replay, cursor)
+    assert result.run_key == "BTCUSDT-60-2022-03-05T09:00-1"
+    clean_replay.set_clock(dt.datetime(2022, 3, 5, 11, 0, 30))
+    result, _ = _sensor_eval(defs, clean_replay, restarted)
+    assert result.run_key == "BTCUSDT-60-2022-03-05T10:00-1"
+    clean_replay.set_clock(dt.datetime(2022, 3, 5, 16, 0, 30))
+    result, _ = _sensor_eval(defs, clean_replay, cursor)
+    assert isinstance(result, SkipReason)
 
 
 def test_sensor_waits_for_a_bar_about_to_close_and_not_on_a_stopped_clock(clean_replay,
