@@ -19,6 +19,7 @@ import streamlit as st
 
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
 from sentiment.errors import SentimentError
+from sentiment.inputs import to_ms
 from sentiment.liquidations import LiquidationMonitor
 from sentiment.settings import Settings, get_settings
 from sentiment.sources.bybit import BybitClient
@@ -100,16 +101,14 @@ def stream(db_path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 def liquidation_pressure(liquidations: pd.DataFrame, row: dict, window_seconds: int):
     """The stream's liquidation pressure of one symbol as of its stream time (watched since
     its first order-book sample)."""
-    def ms(value) -> int:
-        return int(pd.Timestamp(value).value // 1_000_000)
-
+    first = row["first_ts"]
     monitor = LiquidationMonitor(row["symbol"], window_seconds * 1000,
-                                 since_ms=ms(row["first_ts"]) if not pd.isna(row["first_ts"])
-                                 else None)
-    mine = liquidations[liquidations["symbol"] == row["symbol"]] if len(liquidations) else []
-    for r in (mine.itertuples(index=False) if len(mine) else ()):
-        monitor.add(ms(r.ts), r.side, float(r.size), float(r.price))
-    return monitor.reading(ms(row["through"]))
+                                 since_ms=None if pd.isna(first) else int(to_ms([first])[0]))
+    if len(liquidations):
+        mine = liquidations[liquidations["symbol"] == row["symbol"]]
+        for ts, r in zip(to_ms(mine["ts"]), mine.itertuples(index=False), strict=True):
+            monitor.add(int(ts), r.side, float(r.size), float(r.price))
+    return monitor.reading(int(to_ms([row["through"]])[0]))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -22,7 +22,7 @@ open interest      the record stamped ``t - period`` (the last one usable at t) 
 long/short ratio   likewise
 funding            the newest settlement stored is less than 8 h before ``t``
 Fear & Greed       the day of ``t`` is stored
-live stream        the stream staged every message up to ``t`` (``stream_state.through``)
+live stream        ``t`` is a flush old and the running stream staged every message up to it
 =================  ===================================================================
 
 A source with no stored data at all is not waited for; neither is a stream that has staged
@@ -169,21 +169,28 @@ def ingest_new(store: Store, config: Config, bybit: BybitClient,
 STREAM_GRACE = dt.timedelta(seconds=5)
 
 
-def stream_through(store: Store, config: Config, now: dt.datetime) -> dict[str, dt.datetime]:
-    """Per symbol, how far a *running* stream has staged (stale entries left out)."""
+def stream_limits(store: Store, config: Config, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Per symbol, how far the stream's data are complete: up to one flush before ``now``
+    (a stream that has just started may not have staged its first seconds yet), and no
+    further than a *running* stream has staged (a stopped one is not waited for). Empty
+    when the stream inputs are switched off."""
     ex = config.exchange_data
     if not (ex.liquidations or ex.orderbook_imbalance):
         return {}
-    state = store.read("stream_state")
-    alive = dt.timedelta(seconds=config.stream.alive_seconds)
-    return {row.symbol: _naive(row.through) for row in state.itertuples(index=False)
-            if _naive(row.through) >= now - alive}
+    limits = {s: now - dt.timedelta(seconds=config.stream.flush_seconds)
+              for s in config.symbols}
+    alive = now - dt.timedelta(seconds=config.stream.alive_seconds)
+    for row in store.read("stream_state").itertuples(index=False):
+        through = _naive(row.through)
+        if row.symbol in limits and through >= alive:
+            limits[row.symbol] = min(limits[row.symbol], through)
+    return limits
 
 
 def final_until_of(newest: Newest, config: Config, symbol: str,
                    stream: dt.datetime | None = None) -> dt.datetime:
     """The latest bar close whose slower sources have all published (FAR_FUTURE if none
-    is awaited); ``stream`` is how far a running stream has staged for ``symbol``."""
+    is awaited); ``stream`` is how far ``symbol``'s stream data are complete."""
     ex = config.exchange_data
     limits = [FAR_FUTURE]
     if stream is not None:
@@ -234,19 +241,19 @@ def _feed_inputs(tracker: MarketSentimentTracker, inputs: dict, since: dt.dateti
     # it): the store has them all, so they are fed from there, once.
     tracker.drop_pending_stream_events()
     after = tracker.last_timestamp
-    for name, feed in (("liquidations", tracker.on_liquidation),
-                       ("orderbook_imbalance", None)):
-        frame = inputs[name]
+
+    def since_checkpoint(frame):
         if frame is None:
-            continue
+            return []
         if after is not None:
             frame = frame[pd.to_datetime(frame["ts"]) >= pd.Timestamp(after)]
-        for r in frame.itertuples(index=False):
-            if feed is None:
-                tracker.on_obi_sample(r.ts, r.obi)
-            else:
-                feed({"ts": r.ts, "symbol": r.symbol, "side": r.side, "size": r.size,
-                      "price": r.price})
+        return frame.itertuples(index=False)
+
+    for r in since_checkpoint(inputs["liquidations"]):
+        tracker.on_liquidation({"ts": r.ts, "symbol": r.symbol, "side": r.side,
+                                "size": r.size, "price": r.price})
+    for r in since_checkpoint(inputs["orderbook_imbalance"]):
+        tracker.on_obi_sample(r.ts, r.obi)
 
 
 def update_symbol_interval(store: Store, config: Config, symbol: str, interval: str,
@@ -382,16 +389,9 @@ def _live_update(store: Store, config: Config, bybit: BybitClient,
     result.ingested = ingest_new(store, config, bybit, fear_greed, now)
     history, transitions, states, models = [], [], [], []
     newest = newest_rows(store)
-    streams = stream_through(store, config, now)
-    ex = config.exchange_data
-    # A stream that has just (re)started may not have staged anything yet: bars that closed
-    # within one flush of now stay provisional whatever stream_state says.
-    staged_by = (now - dt.timedelta(seconds=config.stream.flush_seconds) - STREAM_GRACE
-                 if ex.liquidations or ex.orderbook_imbalance else None)
+    streams = stream_limits(store, config, now)
     for symbol in config.symbols:
         final_until = final_until_of(newest, config, symbol, streams.get(symbol))
-        if staged_by is not None:
-            final_until = min(final_until, staged_by)
         for interval in config.intervals:
             n, final, sh, st, state, trained = update_symbol_interval(
                 store, config, symbol, interval, final_until)

@@ -30,18 +30,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentiment.errors import SourceError
+from sentiment.store import TABLES
 
-#: What the stream stages, with the columns of each (the table's columns).
+#: What the stream stages: the tables' columns (``loaded_at`` is set when it is loaded).
 KINDS: dict[str, tuple[str, ...]] = {
-    "liquidations": ("symbol", "ts", "side", "price", "size", "seq"),
-    "orderbook_imbalance": ("symbol", "ts", "obi"),
-    "tickers": (
-        "symbol", "ts", "last_price", "mark_price", "index_price", "prev_price_24h",
-        "price_24h_pcnt", "high_price_24h", "low_price_24h", "prev_price_1h", "open_interest",
-        "open_interest_value", "turnover_24h", "volume_24h", "funding_rate",
-        "next_funding_time", "bid1_price", "bid1_size", "ask1_price", "ask1_size",
-    ),
-    "stream_state": ("symbol", "through"),
+    kind: tuple(c for c in TABLES[kind].all_columns if c != "loaded_at")
+    for kind in ("liquidations", "orderbook_imbalance", "tickers", "stream_state")
 }
 _TIMES = {"ts", "through", "next_funding_time"}
 _TEXT = {"symbol", "side"}
@@ -182,12 +176,10 @@ def read_staged(staging: Staging, paths: Iterable[Path] | None = None
         result.files.append(path)
     frames = {kind: pd.concat(p, ignore_index=True) for kind, p in parts.items() if p}
     for kind, frame in frames.items():
-        key = ["symbol", KINDS[kind][1]] if kind != "stream_state" else ["symbol"]
-        if kind == "liquidations":
-            key = ["symbol", "ts", "side", "price", "size"]
         if kind == "stream_state":
-            frame = frame.sort_values("through")
-        frames[kind] = frame.drop_duplicates(key, keep="last").reset_index(drop=True)
+            frame = frame.sort_values("through")  # the furthest point of each symbol last
+        frames[kind] = frame.drop_duplicates(list(TABLES[kind].key), keep="last"
+                                             ).reset_index(drop=True)
     if "stream_state" in frames:
         frames["stream_state"]["loaded_at"] = pd.Timestamp(
             dt.datetime.now(dt.UTC).replace(tzinfo=None))

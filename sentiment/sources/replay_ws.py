@@ -26,9 +26,11 @@ import math
 import re
 import threading
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
@@ -245,8 +247,6 @@ _SNAPSHOT_SIZES = {
 
 def _unit(*key) -> float:
     """A deterministic number in [0, 1) from ``key``."""
-    import zlib
-
     return zlib.crc32(repr(key).encode()) / 2**32
 
 
@@ -282,12 +282,11 @@ class _MarketSession:
         self.liquidations_sent: dict[str, int] = {}  # topic -> last T sent
         self.tickers: dict[str, int] = {}  # topic -> last push time
         self.deltas = 0
+        self._levels_at: dict[str, tuple[int, tuple[dict, dict]]] = {}  # symbol -> (t, book)
 
     # -- the market at a time ------------------------------------------------------------
 
     def _hour(self, symbol: str, now_ms: int):
-        import numpy as np
-
         sym = self.source.market.symbols[symbol]
         i = int(np.searchsorted(sym.hour_ms, now_ms, side="right")) - 1
         return sym, max(0, min(i, len(sym.hour_ms) - 1))
@@ -298,7 +297,15 @@ class _MarketSession:
         return float(sym.open[i] + (sym.close[i] - sym.open[i]) * frac)
 
     def _levels(self, symbol: str, now_ms: int) -> tuple[dict, dict]:
-        from sentiment.sources.replay import PRICE_TICK
+        """The book at ``now_ms`` (the delta and the ticker of one poll read the same)."""
+        at, levels = self._levels_at.get(symbol, (None, None))
+        if at != now_ms:
+            levels = self._build_levels(symbol, now_ms)
+            self._levels_at[symbol] = (now_ms, levels)
+        return levels
+
+    def _build_levels(self, symbol: str, now_ms: int) -> tuple[dict, dict]:
+        from sentiment.sources.replay import PRICE_TICK  # replay.py imports this module
 
         tick = PRICE_TICK.get(symbol, 0.01)
         sym, i = self._hour(symbol, now_ms)
@@ -376,8 +383,6 @@ class _MarketSession:
             "cts": now_ms}]
 
     def _ticker(self, symbol: str, now_ms: int) -> dict:
-        import numpy as np
-
         sym, i = self._hour(symbol, now_ms)
         price = self._price(symbol, now_ms)
         bids, asks = self._levels(symbol, now_ms)
