@@ -1,5 +1,8 @@
 """Speed of the HMM regime layer on the recorded data (BTCUSDT, hourly).
 
+0. One retrain with the math libraries' thread pools uncapped (as before the cap) and
+   capped to one thread (``hmm.FIT_THREADS``), on an idle machine and with every core
+   kept busy by another process (a machine under load).
 1. Retrain time for one symbol at the default window (every K in hmm.n_states, every
    restart).
 2. Forward-filter cost per bar (the incremental update the live job uses, and the batch
@@ -10,6 +13,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import sys
 import time
@@ -24,6 +28,40 @@ from sentiment.history import compute_history, hmm_features  # noqa: E402
 from sentiment.sources.replay import load_bundle  # noqa: E402
 
 
+def _spin(stop) -> None:
+    while not stop.is_set():
+        sum(range(10_000))
+
+
+def _one_fit(features, boundary, config, threads) -> float:
+    hmm.FIT_THREADS = threads
+    try:
+        start = time.perf_counter()
+        hmm.train_at(features, boundary, config, symbol="BTCUSDT", interval="60")
+        return time.perf_counter() - start
+    finally:
+        hmm.FIT_THREADS = 1
+
+
+def thread_cap(features, boundary, config) -> None:
+    for loaded in (False, True):
+        stop = multiprocessing.Event()
+        load = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+                for _ in range(multiprocessing.cpu_count() if loaded else 0)]
+        for p in load:
+            p.start()
+        try:
+            uncapped = _one_fit(features, boundary, config, None)
+            capped = _one_fit(features, boundary, config, 1)
+        finally:
+            stop.set()
+            for p in load:
+                p.join()
+        what = f"{len(load)} busy processes" if loaded else "idle machine"
+        print(f"retrain, {what}: uncapped thread pools {uncapped:.2f} s, one thread "
+              f"{capped:.2f} s ({uncapped / capped:.1f}x)")
+
+
 def main() -> None:
     config = load_config()
     bundle = load_bundle()
@@ -34,6 +72,7 @@ def main() -> None:
     features = hmm_features(rows, candles["volume"].to_numpy(), config)
     bounds = hmm.boundaries(features.index[0], features.index[-1])
     h = config.hmm
+    thread_cap(features, bounds[20], config)
 
     times = []
     for b in bounds[20:25]:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from sentiment.errors import InputError
 
@@ -64,6 +65,11 @@ AGREES = {
     "calm": ("ranging", "squeeze"),
 }
 _MIN_VARIANCE = 1e-12
+#: Threads the math libraries may use while fitting. hmmlearn initialises with
+#: scikit-learn's k-means, whose OpenMP pool takes every core: on a loaded 2-core machine
+#: one fit took 43 s with the default pool and 2.9 s with one thread (bench/bench_hmm.py).
+#: The cap is set here, in code, so it holds whatever the caller's environment says.
+FIT_THREADS: int | None = 1
 
 
 class HMMDataError(InputError):
@@ -386,7 +392,8 @@ def train_regime_model(
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "Model is not converging" at every non-monotone step
     try:
-        _fit_all(z, ks, restarts, random_state, n_iter, tol, best)
+        with threadpool_limits(limits=FIT_THREADS):
+            _fit_all(z, ks, restarts, random_state, n_iter, tol, best)
     finally:
         quiet.setLevel(level)
     if not best:
