@@ -70,6 +70,11 @@ class RegimeConfig:
     adx_range_threshold: float = 20.0
     atr_high_vol_percentile: float = 90.0
     atr_lookback: int = 90
+    smoothing_bars: int = 24
+    switch_margin: float = 0.15
+    expire_below: float = 0.35
+    shock_move_pct: float = 6.0
+    event_bars: int = 4
 
 
 @dataclass(frozen=True)
@@ -371,6 +376,12 @@ def _validate(raw: Any, path: str | None) -> Config:
             "adx_range_threshold": adx,
             "atr_high_vol_percentile": adx,
             "atr_lookback": lambda v, key, p: _as_int(v, key, p, minimum=2),
+            "smoothing_bars": pos_int,
+            "switch_margin": unit,
+            "expire_below": unit,
+            "shock_move_pct": lambda v, key, p: _as_float(v, key, p, minimum=0.1,
+                                                          maximum=100.0),
+            "event_bars": pos_int,
         },
     )
     if regime.adx_range_threshold > regime.adx_trend_threshold:

@@ -24,24 +24,37 @@ from sentiment.layout import (
     P_ADX_TREND,
     P_ATR_HV,
     P_BREAKOUT_VOLUME,
+    P_CAP_MOVE,
+    P_CAP_VOLUME,
     P_CAPITULATION_OI,
     P_CONF_THRESHOLD,
     P_CONFIRM,
     P_COOLDOWN,
+    P_DIR_VOTE,
+    P_EVENT_BARS,
+    P_EXPIRE,
+    P_FNG_FEAR,
     P_FUNDING_HIGH,
     P_FUNDING_LOW,
+    P_HV_LEVEL,
     P_LS_HIGH,
     P_LS_LOW,
+    P_MARGIN,
     P_OI_SCALE,
+    P_QUIET_MOVE,
+    P_RELEASE,
     P_ROC_PERIOD,
+    P_SHOCK_MOVE,
     P_SPIKE,
     P_SWING,
+    P_TREND_GUARD,
     P_USE_FNG,
     P_USE_FUNDING,
     P_USE_LIQ,
     P_USE_LS,
     P_USE_OBI,
     P_USE_OI,
+    P_VOL_BASE_ALPHA,
     P_W_EXCHANGE,
     P_W_FLOW,
     P_W_MACRO,
@@ -97,12 +110,21 @@ FUNDING_HIGH = 0.001  # 0.1 % per settlement: crowded longs
 FUNDING_LOW = -0.0005  # -0.05 %: crowded shorts
 LONG_SHORT_HIGH = 0.60
 LONG_SHORT_LOW = 0.40
-FEAR_GREED_LOW = 20.0  # the brief's extreme fear and extreme greed marks (dashboard)
-FEAR_GREED_HIGH = 80.0
+#: alternative.me's bands: 25 and below is "Extreme Fear", 76 and above "Extreme Greed".
+FEAR_GREED_LOW = 25.0
+FEAR_GREED_HIGH = 76.0
 OI_SCALE_PCT = 5.0  # a 5 % change of open interest over the window reads as full strength
 CAPITULATION_OI_DROP_PCT = 5.0
 SPIKE_MULTIPLE = 3.0
 BREAKOUT_VOLUME_MULTIPLE = 2.0
+#: Regime machine constants (docs/scores.md section 6).
+DIRECTION_VOTE = 3.0 / 7.0  # a trend direction needs a net 3 of the 7 votes
+QUIET_MOVE = 0.03  # a 24-hour move below 3 % is quiet (ranging, squeeze)
+TREND_GUARD_MOVE = 0.04  # a trend ends when the 24-hour move goes 4 % against it
+CAPITULATION_MOVE = 0.07  # capitulation without OI: a 24-hour fall beyond 7 % ...
+CAPITULATION_VOLUME = 3.0  # ... on a down bar with volume above 3 x its 20-bar average
+HIGH_VOL_LEVEL = 1.5  # NATR 1.5 x its slow baseline is high volatility
+VOL_BASELINE_BARS = 720  # EMA span of the NATR baseline
 
 _STRUCT = slice(0, stc.STATE_SIZE)
 _REGIME = slice(stc.STATE_SIZE, stc.STATE_SIZE + rg.STATE_SIZE)
@@ -137,6 +159,19 @@ def params(config: Config) -> np.ndarray:
     p[P_CAPITULATION_OI] = CAPITULATION_OI_DROP_PCT
     p[P_SPIKE] = SPIKE_MULTIPLE
     p[P_BREAKOUT_VOLUME] = BREAKOUT_VOLUME_MULTIPLE
+    p[P_DIR_VOTE] = DIRECTION_VOTE
+    p[P_QUIET_MOVE] = QUIET_MOVE
+    p[P_SHOCK_MOVE] = r.shock_move_pct / 100.0
+    p[P_TREND_GUARD] = TREND_GUARD_MOVE
+    p[P_CAP_MOVE] = CAPITULATION_MOVE
+    p[P_CAP_VOLUME] = CAPITULATION_VOLUME
+    p[P_FNG_FEAR] = FEAR_GREED_LOW
+    p[P_HV_LEVEL] = HIGH_VOL_LEVEL
+    p[P_VOL_BASE_ALPHA] = 2.0 / (VOL_BASELINE_BARS + 1.0)
+    p[P_RELEASE] = 2.0 / (r.smoothing_bars + 1.0)
+    p[P_MARGIN] = r.switch_margin
+    p[P_EXPIRE] = r.expire_below
+    p[P_EVENT_BARS] = r.event_bars
     return p
 
 
@@ -181,10 +216,8 @@ def engine_step(state, x, p, y):
         exchange = exchange_score(x, p)
         macro = macro_score(x, p)
         score, confidence = composite(p, trend, momentum, volatility, flow, exchange, macro)
-        raw = rg.classify(x, p, s_reg, direction)
-        raw_conf = rg.evidence(raw, x, p, s_reg, direction, bos, choch)
-        y[Y_TRANSITION_FROM] = rg.hysteresis_step(s_reg, p, raw, raw_conf)
-        current = int(s_reg[rg.R_CURRENT])
+        out = np.empty(5)
+        rg.regime_step(s_reg, x, p, direction, bos, choch, out)
         y[Y_SCORE] = score
         y[Y_CONFIDENCE] = confidence
         y[Y_TREND] = trend
@@ -193,15 +226,16 @@ def engine_step(state, x, p, y):
         y[Y_FLOW] = flow
         y[Y_EXCHANGE] = exchange
         y[Y_MACRO] = macro
-        y[Y_REGIME] = current
+        y[Y_RAW_REGIME] = out[0]
+        y[Y_RAW_CONF] = out[1]
+        y[Y_TRANSITION_FROM] = out[2]
+        y[Y_REGIME] = out[3]
+        y[Y_REGIME_CONF] = out[4]
         y[Y_DURATION] = s_reg[rg.R_DURATION]
-        y[Y_REGIME_CONF] = rg.evidence(current, x, p, s_reg, direction, bos, choch)
-        y[Y_RAW_REGIME] = raw
-        y[Y_RAW_CONF] = raw_conf
         y[Y_PENDING] = s_reg[rg.R_PENDING]
         y[Y_PENDING_BARS] = s_reg[rg.R_PENDING_BARS]
         y[Y_COOLDOWN] = s_reg[rg.R_COOLDOWN]
-    rg.remember_bar(s_reg, x)
+    rg.remember_bar(s_reg, x, p)
 
 
 @njit(cache=True)

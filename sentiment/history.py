@@ -36,6 +36,7 @@ from sentiment.layout import (
     X,
 )
 from sentiment.models import HISTORY_COLUMNS, REGIMES
+from sentiment.regime import move_bars
 from sentiment.tracker import CMF_PERIOD, KELTNER_MULT, SUPERTREND_FACTOR
 
 _FLOAT_COLUMNS = (
@@ -182,6 +183,14 @@ def indicator_frame(bars: dict[str, np.ndarray], config: Config) -> dict[str, np
     return ta
 
 
+def day_move(close: np.ndarray, bars: int) -> np.ndarray:
+    """``close / close bars earlier - 1`` (NaN for the first ``bars`` bars)."""
+    out = np.full(len(close), np.nan)
+    if len(close) > bars:
+        out[bars:] = close[bars:] / close[:-bars] - 1.0
+    return out
+
+
 def _as_models(hmm_models) -> list[hmm.RegimeModel] | None:
     if hmm_models is None:
         return None
@@ -234,6 +243,7 @@ def _one(symbol, interval, group, config, **slow):
     minutes = INTERVAL_MINUTES[interval]
     close_ms = open_ms + minutes * MINUTE_MS
     ind = indicator_frame(bars, config)
+    ind["move_24h"] = day_move(bars["close"], move_bars(minutes))
     ex = config.exchange_data
     slow_values = asof_inputs(
         symbol, open_ms, close_ms, bars["close"],

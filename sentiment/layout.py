@@ -19,7 +19,7 @@ INPUTS: tuple[str, ...] = (
     "atr_rank", "kc_upper", "kc_lower", "squeeze", "squeeze_fired", "supertrend_dir", "cmf",
     "funding_rate", "open_interest", "open_interest_delta_pct", "open_interest_change_1h_pct",
     "price_change_oi_window_pct", "long_short_ratio", "fear_greed_index",
-    "liquidation_intensity", "liquidation_net", "order_book_imbalance",
+    "liquidation_intensity", "liquidation_net", "order_book_imbalance", "move_24h",
 )
 X = {name: i for i, name in enumerate(INPUTS)}
 (X_OPEN, X_HIGH, X_LOW, X_CLOSE, X_VOLUME,
@@ -27,7 +27,7 @@ X = {name: i for i, name in enumerate(INPUTS)}
  X_ROC, X_ATR, X_NATR, X_BB_UP, X_BB_MID, X_BB_LO, X_MFI, X_VOL_SMA,
  X_ATR_RANK, X_KC_UP, X_KC_LO, X_SQUEEZE, X_SQUEEZE_FIRED, X_ST_DIR, X_CMF,
  X_FUNDING, X_OI, X_OI_DELTA, X_OI_1H, X_PRICE_OI, X_LS, X_FNG,
- X_LIQ_INTENSITY, X_LIQ_NET, X_OBI) = range(len(INPUTS))
+ X_LIQ_INTENSITY, X_LIQ_NET, X_OBI, X_MOVE) = range(len(INPUTS))
 N_INPUTS = len(INPUTS)
 
 #: Per-bar outputs.
@@ -58,6 +58,9 @@ PARAMS: tuple[str, ...] = (
     "swing_length", "roc_period",
     "funding_high", "funding_low", "long_short_high", "long_short_low", "oi_scale_pct",
     "capitulation_oi_drop_pct", "spike_multiple", "breakout_volume_multiple",
+    "direction_vote", "quiet_move", "shock_move", "trend_guard_move", "capitulation_move",
+    "capitulation_volume", "fear_greed_extreme_fear", "high_vol_level", "vol_base_alpha",
+    "release", "switch_margin", "expire_below", "event_bars",
 )
 (P_W_TREND, P_W_MOMENTUM, P_W_VOLATILITY, P_W_FLOW, P_W_EXCHANGE, P_W_MACRO,
  P_USE_FUNDING, P_USE_OI, P_USE_LS, P_USE_LIQ, P_USE_OBI, P_USE_FNG,
@@ -65,5 +68,8 @@ PARAMS: tuple[str, ...] = (
  P_ADX_TREND, P_ADX_RANGE, P_ATR_HV,
  P_SWING, P_ROC_PERIOD,
  P_FUNDING_HIGH, P_FUNDING_LOW, P_LS_HIGH, P_LS_LOW, P_OI_SCALE,
- P_CAPITULATION_OI, P_SPIKE, P_BREAKOUT_VOLUME) = range(len(PARAMS))
+ P_CAPITULATION_OI, P_SPIKE, P_BREAKOUT_VOLUME,
+ P_DIR_VOTE, P_QUIET_MOVE, P_SHOCK_MOVE, P_TREND_GUARD, P_CAP_MOVE,
+ P_CAP_VOLUME, P_FNG_FEAR, P_HV_LEVEL, P_VOL_BASE_ALPHA,
+ P_RELEASE, P_MARGIN, P_EXPIRE, P_EVENT_BARS) = range(len(PARAMS))
 N_PARAMS = len(PARAMS)

@@ -42,6 +42,7 @@ from sentiment.layout import (
     X_KC_UP,
     X_LIQ_INTENSITY,
     X_LS,
+    X_MOVE,
     X_OBI,
     X_OI,
     X_OI_DELTA,
@@ -69,8 +70,9 @@ from sentiment.layout import (
 )
 from sentiment.models import REGIMES, RegimeState, SentimentSnapshot
 from sentiment.orderbook import imbalance
+from sentiment.regime import move_bars
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 KELTNER_MULT = 1.5
 SUPERTREND_FACTOR = 3.0
 CMF_PERIOD = 20
@@ -142,6 +144,7 @@ class MarketSentimentTracker:
         self.interval = interval
         self.config = config if config is not None else load_config()
         self._interval_ms = INTERVAL_MINUTES[interval] * MINUTE_MS
+        self._move_bars = move_bars(INTERVAL_MINUTES[interval])
         self._params = engine.params(self.config)
         self._state = engine.new_state()
         self._streams = TalibStreams()
@@ -152,8 +155,9 @@ class MarketSentimentTracker:
         ex = self.config.exchange_data
         self._inputs = LiveInputs(INTERVAL_MINUTES[interval], ex.open_interest_interval,
                                   ex.long_short_period)
+        # Enough bars for the 24-hour move too (1440 one-minute bars).
         self._bars: deque[tuple[int, float, float, float, float, float]] = deque(
-            maxlen=self.config.history.checkpoint_bars
+            maxlen=max(self.config.history.checkpoint_bars, self._move_bars + 1)
         )
         self._n_bars = 0
         self._x = np.full(N_INPUTS, math.nan)
@@ -198,7 +202,9 @@ class MarketSentimentTracker:
         )
         x[X_ST_DIR] = self._supertrend.update(h, l_, c, ta[_T["atr_10"]])[1]
         x[X_CMF] = self._cmf.update(h, l_, c, v)
-        x[X_FUNDING:] = self._inputs.at_close(open_ms, close_ms, c)
+        x[X_FUNDING:X_OBI + 1] = self._inputs.at_close(open_ms, close_ms, c)
+        k = self._move_bars
+        x[X_MOVE] = c / self._bars[-1 - k][4] - 1.0 if len(self._bars) > k else math.nan
         engine.engine_step(self._state, x, self._params, self._y)
         snap = self._snapshot(close_ms, c)
         self.snapshots.append(snap)
