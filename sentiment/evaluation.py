@@ -489,7 +489,7 @@ def format_report(ev: Evaluation, baseline: Mapping[str, float] | None = None) -
         goal = SHARE_TARGETS.get(name)
         g = f"{goal[0]}{goal[1]:g}" if goal else ""
         lines.append(
-            f"{name:<16}{_pct(row['share']):>7}{g:>9}{int(row["runs"]):>6}"
+            f"{name:<16}{_pct(row['share']):>7}{g:>9}{int(row['runs']):>6}"
             f"{_num(row['mean_duration'], 1):>7}{_pct(row['fwd_return_median'], 2):>9}"
             f"{_pct(row['fwd_return_p10'], 1):>8}{_pct(row['fwd_return_p90'], 1):>8}"
             f"{_pct(row['fwd_vol_median'], 2):>9}{_pct(row['fwd_vol_p10'], 2):>8}"
