@@ -124,7 +124,7 @@ TREND_GUARD_MOVE = 0.04  # a trend ends when the 24-hour move goes 4 % against i
 CAPITULATION_MOVE = 0.07  # capitulation without OI: a 24-hour fall beyond 7 % ...
 CAPITULATION_VOLUME = 3.0  # ... on a down bar with volume above 3 x its 20-bar average
 HIGH_VOL_LEVEL = 1.5  # NATR 1.5 x its slow baseline is high volatility
-VOL_BASELINE_BARS = 720  # EMA span of the NATR baseline
+VOL_BASELINE_BARS = 1440  # EMA span of the NATR baseline
 
 _STRUCT = slice(0, stc.STATE_SIZE)
 _REGIME = slice(stc.STATE_SIZE, stc.STATE_SIZE + rg.STATE_SIZE)

@@ -109,7 +109,8 @@ ATTACK = 0.5
 (R_CURRENT, R_DURATION, R_PENDING, R_PENDING_BARS, R_COOLDOWN,
  R_PREV_BW, R_PREV_ATR, R_PREV_CLOSE, R_VOL_BASE, R_HOLD, R_DIRECTION) = range(11)
 R_EVIDENCE = 11
-STATE_SIZE = R_EVIDENCE + N_REGIMES
+R_SLOW = R_EVIDENCE + N_REGIMES
+STATE_SIZE = R_SLOW + N_REGIMES
 
 
 def new_state() -> np.ndarray:
@@ -191,6 +192,14 @@ def _climax(x, s, p):
 
 
 @njit(cache=True)
+def _breakout(x, p):
+    """The squeeze fired on this bar, on volume above 2 x its average, with the close
+    outside a Bollinger band: price left the range, not only the bands widened."""
+    return (x[X_SQUEEZE_FIRED] > 0.0 and x[X_VOLUME] > p[P_BREAKOUT_VOLUME] * x[X_VOL_SMA]
+            and (x[X_CLOSE] > x[X_BB_UP] or x[X_CLOSE] < x[X_BB_LO]))
+
+
+@njit(cache=True)
 def evidence(regime, x, p, s, d, bos, choch):
     """Evidence for ``regime`` on this bar, in [0, 1] (docs/scores.md section 6).
 
@@ -264,7 +273,7 @@ def classify(x, p, s, d):
     level = vol_level(x, s)
     if x[X_SQUEEZE] == 1.0 and abs(move) < p[P_QUIET_MOVE] and level < p[P_HV_LEVEL]:
         return SQUEEZE
-    if x[X_SQUEEZE_FIRED] > 0.0 and x[X_VOLUME] > p[P_BREAKOUT_VOLUME] * x[X_VOL_SMA]:
+    if _breakout(x, p):
         return BREAKOUT
     if x[X_ATR_RANK] > p[P_ATR_HV] or level > p[P_HV_LEVEL] or abs(move) > p[P_SHOCK_MOVE]:
         return HIGH_VOLATILITY
@@ -319,9 +328,11 @@ def _smooth(s, p, values):
         e = values[k]
         if m != m:
             s[R_EVIDENCE + k] = e
+            s[R_SLOW + k] = e
         else:
             rate = ATTACK if e > m else p[P_RELEASE]
             s[R_EVIDENCE + k] = m + rate * (e - m)
+            s[R_SLOW + k] += p[P_RELEASE] * (e - s[R_SLOW + k])
 
 
 @njit(cache=True)
@@ -356,7 +367,9 @@ def regime_step(s, x, p, structure_direction, bos, choch, out):
     s[R_DURATION] += 1.0
     target = -1
     regular = False
-    event = raw == BREAKOUT or raw == CAPITULATION
+    # A breakout leaves a confirmed squeeze; the squeeze firing in any other regime is
+    # no range to break out of.
+    event = raw == CAPITULATION or (raw == BREAKOUT and (c == SQUEEZE or c == BREAKOUT))
     if event:
         if raw != c:
             target = raw
@@ -370,13 +383,13 @@ def regime_step(s, x, p, structure_direction, bos, choch, out):
     elif s[R_EVIDENCE + c] < p[P_EXPIRE] and raw != c and (
             s[R_EVIDENCE + raw] > s[R_EVIDENCE + c]):
         target = raw
-    if target < 0 and raw != c and not event:
+    if target < 0 and raw != c and raw != BREAKOUT and raw != CAPITULATION:
         margin = p[P_MARGIN]
         if raw == HIGH_VOLATILITY:
             margin *= 0.5
         elif c == HIGH_VOLATILITY:
             margin *= 1.5
-        lead = s[R_EVIDENCE + raw] - s[R_EVIDENCE + c]
+        lead = s[R_SLOW + raw] - s[R_SLOW + c]
         if values[raw] >= p[P_CONF_THRESHOLD] and lead >= margin:
             if raw == s[R_PENDING]:
                 s[R_PENDING_BARS] += 1.0
