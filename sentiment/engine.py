@@ -44,6 +44,7 @@ from sentiment.layout import (
     P_QUIET_MOVE,
     P_RELEASE,
     P_ROC_PERIOD,
+    P_SCORE_SCALE,
     P_SHOCK_MOVE,
     P_SPIKE,
     P_SWING,
@@ -94,6 +95,7 @@ from sentiment.layout import (
     Y_WAVES,
 )
 from sentiment.scores import (
+    SCORE_SCALE,
     composite,
     exchange_score,
     macro_score,
@@ -172,6 +174,7 @@ def params(config: Config) -> np.ndarray:
     p[P_MARGIN] = r.switch_margin
     p[P_EXPIRE] = r.expire_below
     p[P_EVENT_BARS] = r.event_bars
+    p[P_SCORE_SCALE] = SCORE_SCALE
     return p
 
 

@@ -17,6 +17,7 @@ from sentiment.config import load_config
 from sentiment.errors import InputError
 from sentiment.history import compute_history, compute_history_and_transitions, history_frame
 from sentiment.models import HISTORY_COLUMNS, REGIMES
+from sentiment.scores import SCORE_SCALE
 from sentiment.sources.replay import load_bundle
 from sentiment.tracker import MarketSentimentTracker
 
@@ -183,7 +184,8 @@ def test_missing_tier_is_left_out_and_weights_renormalised(bundle, config):
     expected = (w.trend * f["trend_score"] + w.momentum * f["momentum_score"]
                 + w.volatility * modifier + w.volume_flow * f["volume_flow_score"]
                 + w.exchange * f["exchange_sentiment"]) / present
-    np.testing.assert_allclose(f["sentiment_score"], np.clip(expected, -1, 1), atol=1e-12)
+    np.testing.assert_allclose(f["sentiment_score"], np.clip(SCORE_SCALE * expected, -1, 1),
+                               atol=1e-12)
     np.testing.assert_allclose(f["confidence"], (1 + modifier) * present, atol=1e-12)
     full_conf = full["confidence"].to_numpy(dtype=float, na_value=np.nan)[warm]
     assert (f["confidence"] < full_conf).all()
