@@ -5,7 +5,7 @@
   ``volatility_window`` log returns), volume ratio (log of volume over its
   ``volume_window``-bar mean), funding rate and OI change (log change of the open interest
   as of the bar's close). Funding and OI are left out of a model whose training window has
-  none. Standardised with the mean and standard deviation of the training window only.
+  them on fewer than 90 % of its rows. Standardised with the mean and standard deviation of the training window only.
 * **Training** (:func:`train_regime_model`): hmmlearn's ``GaussianHMM`` (diagonal
   covariances) for each K in ``n_states`` with several seeded restarts; the best
   log-likelihood per K, then the K with the lowest BIC. States are put in a canonical order
@@ -24,8 +24,9 @@
   ``means_`` and ``covars_``: p(state_t | rows <= t), O(K²) per bar. hmmlearn's
   ``predict`` and ``predict_proba`` smooth over the whole sequence (they use the future),
   so they are never used on history; this recursion is written here because hmmlearn has
-  no public forward-only filter. A bar with a missing feature takes the transition step
-  only (no evidence).
+  no public forward-only filter. A feature missing on a bar is marginalised out (its
+  term left away, exact for diagonal covariances); a bar with none takes the transition
+  step only.
 * **Walk-forward** (:func:`boundaries`, :func:`apply_models`): models are retrained at
   fixed boundaries in data time (every Monday 00:00 UTC, DESIGN 8.8) on the last
   ``window_bars`` bars closed by then; a bar closing after a boundary uses the newest model
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 FEATURES = ("log_return", "realized_volatility", "volume_ratio", "funding_rate", "oi_change")
 OPTIONAL_FEATURES = ("funding_rate", "oi_change")
+#: Share of a training window's rows an optional feature must have to be used.
+OPTIONAL_COVERAGE = 0.9
 LABELS = ("bull", "bear", "high_volatility", "calm")
 HIGH_VOL_RATIO = 1.5
 TREND_RATIO = 0.1
@@ -177,13 +180,16 @@ class RegimeModel:
         return (x - self.center) / self.scale
 
     def log_emissions(self, features) -> np.ndarray:
-        """log b_k(x_t), (T, K); a row with any missing feature is all zeros (no evidence)."""
+        """log b_k(x_t), (T, K), over the features present in each row: with diagonal
+        covariances a missing feature is marginalised out by leaving its term away, so a
+        model keeps reading the price features when funding or OI stop. A row with no
+        feature at all is zeros (no evidence: the transition step only)."""
         z = self._standardise(features)
-        diff = z[:, None, :] - self.means[None, :, :]
-        out = -0.5 * (np.log(2 * np.pi * self.covars)[None, :, :]
-                      + diff * diff / self.covars[None, :, :]).sum(axis=2)
-        out[~np.isfinite(z).all(axis=1)] = 0.0
-        return out
+        present = np.isfinite(z)
+        diff = np.where(present, z, 0.0)[:, None, :] - self.means[None, :, :]
+        terms = (np.log(2 * np.pi * self.covars)[None, :, :]
+                 + diff * diff / self.covars[None, :, :])
+        return -0.5 * np.where(present[:, None, :], terms, 0.0).sum(axis=2)
 
     def filter(self, features) -> np.ndarray:
         """p(state_t | rows <= t) for every row, (T, K). Forward only: row t never depends
@@ -355,15 +361,18 @@ def train_regime_model(
 ) -> RegimeModel:
     """Fit K states for every K in ``n_states`` (``restarts`` seeds each), keep the lowest BIC.
 
-    ``features``: one row per bar (columns from :data:`FEATURES`; an all-missing optional
-    column is dropped). Rows with a missing value are left out of training. Raises
+    ``features``: one row per bar (columns from :data:`FEATURES`; an optional feature
+    present on fewer than :data:`OPTIONAL_COVERAGE` of the rows is dropped). Rows with a missing value are left out of training. Raises
     :class:`HMMDataError` for too few rows, a constant or non-finite feature, or when no fit
     converges to usable parameters.
     """
     if not isinstance(features, pd.DataFrame) or features.empty:
         raise HMMDataError("no feature rows to train on", symbol=symbol)
+    # An optional feature missing from part of the window (funding that starts or stops
+    # inside it) is left out rather than shrinking the window to the rows that have it.
     columns = [c for c in features.columns
-               if not (c in OPTIONAL_FEATURES and features[c].isna().all())]
+               if not (c in OPTIONAL_FEATURES
+                       and features[c].notna().mean() < OPTIONAL_COVERAGE)]
     x = features[columns].to_numpy(dtype=np.float64)
     if np.isinf(x).any():
         j = int(np.flatnonzero(np.isinf(x).any(axis=0))[0])

@@ -70,13 +70,39 @@ def test_incremental_filter_equals_the_batch_filter(synthetic_model):
     np.testing.assert_allclose(np.array(rows), model.filter(features.iloc[:300]), atol=1e-12)
 
 
-def test_a_missing_feature_takes_the_transition_step_only(synthetic_model):
+def test_a_missing_feature_is_marginalised_out(synthetic_model):
     model, features, _ = synthetic_model
     gap = features.iloc[:50].copy()
     gap.iloc[20, 1] = np.nan
     probs = model.filter(gap)
+    prior = model.filter(features.iloc[:20])[-1] @ model.transmat
+    # By hand: the Gaussian density of the features still present, per state.
+    z = (gap.iloc[20][model.features].to_numpy(dtype=float) - model.center) / model.scale
+    keep = np.isfinite(z)
+    var = model.covars[:, keep]
+    density = np.exp(-0.5 * ((z[keep] - model.means[:, keep]) ** 2 / var).sum(axis=1)) \
+        / np.sqrt((2 * np.pi * var).prod(axis=1))
+    expected = prior * density / (prior * density).sum()
+    np.testing.assert_allclose(probs[20], expected, atol=1e-9)
+    assert np.abs(probs[20] - prior).max() > 1e-3  # the remaining features still count
+
+
+def test_a_row_without_features_takes_the_transition_step_only(synthetic_model):
+    model, features, _ = synthetic_model
+    gap = features.iloc[:50].copy()
+    gap.iloc[20, :] = np.nan
+    probs = model.filter(gap)
     before = model.filter(features.iloc[:20])[-1]
     np.testing.assert_allclose(probs[20], before @ model.transmat, atol=1e-12)
+
+
+def test_an_optional_feature_missing_from_part_of_the_window_is_left_out(synthetic_model):
+    _, features, _ = synthetic_model
+    part = features.assign(funding_rate=np.where(np.arange(len(features)) < len(features) // 2,
+                                                 0.0001, np.nan))
+    model = hmm.train_regime_model(part, n_states=(2,), random_state=0, restarts=1)
+    assert "funding_rate" not in model.features
+    assert model.n_train == len(features) - features.isna().any(axis=1).sum()
 
 
 def test_parameters_round_trip_through_plain_json(synthetic_model):
