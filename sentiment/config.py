@@ -3,7 +3,8 @@
 Every problem is reported at load, as a :class:`~sentiment.errors.ConfigError` naming the
 file and the dotted key (``sentiment.weights.trend: expected a number, got 'abc'``), so a
 typo never surfaces as a wrong score hours later. Unknown keys are errors too: a misspelt
-``confirmaton_bars`` would otherwise be silently ignored.
+``confirmaton_bars`` would otherwise be silently ignored. Keys that were once accepted but
+had no effect (:data:`REMOVED_KEYS`) are errors that say what to use instead.
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ PERIOD_MINUTES: dict[str, int] = {
 }
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 
+#: Keys that used to be accepted but never changed anything, and what to do instead. They
+#: are rejected at load rather than ignored, so nobody tunes a setting that does nothing.
+REMOVED_KEYS: dict[str, str] = {
+    "sentiment.enabled": "delete the key (to stop the pipeline, turn off its Dagster "
+    "schedules and sensors)",
+    "sentiment.exchange_data.long_short_poll_interval": "delete the key; the live job "
+    "(live_update_job) fetches the long/short ratio with every new bar, at "
+    "exchange_data.long_short_period",
+    "sentiment.external_data.fear_greed_refresh_interval": "delete the key; the fear_greed "
+    "asset is refreshed by fear_greed_daily_schedule (fear_greed_job, daily at 00:15 UTC; "
+    "stopped until turned on in the Dagster UI) and the live job (live_update_job) fetches "
+    "the newest day with every new bar; external_data.fear_greed turns it off",
+    "sentiment.history.persist_to_db": "delete the key; sentiment_history is always written "
+    "to DuckDB, query it with SQL",
+}
+
 
 @dataclass(frozen=True)
 class Weights:
@@ -63,15 +80,15 @@ class Weights:
 
 @dataclass(frozen=True)
 class RegimeConfig:
-    confirmation_bars: int = 3
-    cooldown_bars: int = 5
+    confirmation_bars: int = 6
+    cooldown_bars: int = 24
     confidence_threshold: float = 0.5
     adx_trend_threshold: float = 25.0
     adx_range_threshold: float = 20.0
     atr_high_vol_percentile: float = 90.0
     atr_lookback: int = 90
-    smoothing_bars: int = 24
-    switch_margin: float = 0.15
+    smoothing_bars: int = 72
+    switch_margin: float = 0.3
     expire_below: float = 0.35
     shock_move_pct: float = 6.0
     event_bars: int = 4
@@ -84,7 +101,6 @@ class ExchangeDataConfig:
     open_interest_interval: str = "1h"
     long_short_ratio: bool = True
     long_short_period: str = "1h"
-    long_short_poll_interval: int = 300
     liquidations: bool = True
     orderbook_imbalance: bool = True
     orderbook_depth: int = 50
@@ -93,13 +109,11 @@ class ExchangeDataConfig:
 @dataclass(frozen=True)
 class ExternalDataConfig:
     fear_greed: bool = True
-    fear_greed_refresh_interval: int = 3600
 
 
 @dataclass(frozen=True)
 class HistoryConfig:
     buffer_size: int = 500
-    persist_to_db: bool = True
     # Bars a tracker checkpoint keeps to reopen its TA-Lib handles on restore.
     checkpoint_bars: int = 2000
 
@@ -175,7 +189,6 @@ class SourcesConfig:
 class Config:
     """The validated configuration (the ``sentiment:`` section of ``sentiment.yaml``)."""
 
-    enabled: bool = True
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     intervals: tuple[str, ...] = ("60", "240")
     start_date: dt.date = dt.date(2022, 1, 1)
@@ -262,6 +275,14 @@ def _mapping(raw: Any, key: str, path: str | None) -> dict[str, Any]:
 
 
 def _check_keys(raw: dict[str, Any], allowed: set[str], key: str, path: str | None) -> None:
+    for name in sorted(raw, key=str):
+        hint = REMOVED_KEYS.get(f"{key}.{name}")
+        if hint is not None:
+            raise _fail(
+                f"{key}.{name}",
+                f"removed because it had no effect (got {_typename(raw[name])}); {hint}",
+                path,
+            )
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise _fail(
@@ -294,9 +315,6 @@ def _validate(raw: Any, path: str | None) -> Config:
     _check_keys(data, config_fields, "sentiment", path)
     k = "sentiment"
     out: dict[str, Any] = {"path": path}
-
-    if "enabled" in data:
-        out["enabled"] = _as_bool(data["enabled"], f"{k}.enabled", path)
 
     if "symbols" in data:
         symbols = data["symbols"]
@@ -401,7 +419,6 @@ def _validate(raw: Any, path: str | None) -> Config:
             "open_interest_interval": lambda v, key, p: _as_choice(v, key, p, PERIOD_MINUTES),
             "long_short_ratio": _as_bool,
             "long_short_period": lambda v, key, p: _as_choice(v, key, p, PERIOD_MINUTES),
-            "long_short_poll_interval": pos_int,
             "liquidations": _as_bool,
             "orderbook_imbalance": _as_bool,
             "orderbook_depth": _depth,
@@ -409,13 +426,12 @@ def _validate(raw: Any, path: str | None) -> Config:
     )
     out["external_data"] = _section(
         data.get("external_data"), ExternalDataConfig, f"{k}.external_data", path,
-        {"fear_greed": _as_bool, "fear_greed_refresh_interval": pos_int},
+        {"fear_greed": _as_bool},
     )
     out["history"] = _section(
         data.get("history"), HistoryConfig, f"{k}.history", path,
         {
             "buffer_size": pos_int,
-            "persist_to_db": _as_bool,
             # SMA 200 must be able to reopen from the stored bars.
             "checkpoint_bars": lambda v, key, p: _as_int(v, key, p, minimum=250),
         },

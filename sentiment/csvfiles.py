@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sentiment.errors import InputError
+from sentiment.models import fear_greed_class
 
 _CANDLE_TIME = ("open_time", "timestamp", "time", "date", "datetime", "start", "starttime",
                 "open_time_ms")
@@ -100,7 +101,8 @@ def read_funding(path: str | Path, symbol: str, *, shift_hours: float = 0.0) -> 
 
 
 def read_fear_greed(path: str | Path) -> pd.DataFrame:
-    """Daily Fear & Greed values shaped like ``fear_greed``."""
+    """Daily Fear & Greed values shaped like ``fear_greed``; a file without a classification
+    column gets alternative.me's label for each value (:func:`fear_greed_class`)."""
     frame = _read(path, "fear_greed")
     when = _column(frame, _FNG_TIME, "fear_greed", "ts")
     value = _column(frame, _FNG_VALUE, "fear_greed", "value")
@@ -109,5 +111,6 @@ def read_fear_greed(path: str | Path) -> pd.DataFrame:
     values = _numbers(frame, value, "fear_greed")
     if ((values < 0) | (values > 100)).any():
         raise InputError("fear_greed", "a value outside 0..100", field=value)
-    return pd.DataFrame({"ts": ts.to_numpy(), "value": values,
-                         "classification": frame[cls].astype(str).to_numpy() if cls else None})
+    labels = (frame[cls].astype(str).to_numpy() if cls
+              else np.array([fear_greed_class(v) for v in values], dtype=object))
+    return pd.DataFrame({"ts": ts.to_numpy(), "value": values, "classification": labels})

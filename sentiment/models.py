@@ -74,6 +74,46 @@ def sentiment_label(score: float | None) -> str:
     return "Very Bearish"
 
 
+#: alternative.me's classification of the index: (lowest value, highest value, label), both
+#: inclusive. Checked on recorded data: 25 is "Extreme Fear", 26 and 46 "Fear", 47 and 54
+#: "Neutral", 55 and 75 "Greed", 76 "Extreme Greed". The engine's extreme marks
+#: (``sentiment.engine.FEAR_GREED_LOW`` / ``FEAR_GREED_HIGH``) are the edges of the outer bands.
+FEAR_GREED_BANDS: tuple[tuple[int, int, str], ...] = (
+    (0, 25, "Extreme Fear"),
+    (26, 46, "Fear"),
+    (47, 54, "Neutral"),
+    (55, 75, "Greed"),
+    (76, 100, "Extreme Greed"),
+)
+
+
+def fear_greed_class(value: float) -> str:
+    """alternative.me's label for a Fear & Greed value in [0, 100]; the one definition the
+    status block, the dashboard, the replay exchange and the CSV import use.
+
+    The index is an integer. A fractional value is "Extreme Fear" up to 25 inclusive and
+    otherwise takes the highest band whose lowest value it reaches (25.5 and 46.5 are
+    "Fear", 76 and above "Extreme Greed"), which keeps both extremes where the engine
+    puts them.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is not a number in [0, 100] (NaN included).
+    """
+    v = float(value)
+    if not 0.0 <= v <= 100.0:
+        raise ValueError(f"Fear & Greed value must be in [0, 100], got {value!r}")
+    lowest_band_top, label = FEAR_GREED_BANDS[0][1], FEAR_GREED_BANDS[0][2]
+    if v <= lowest_band_top:
+        return label
+    label = FEAR_GREED_BANDS[1][2]
+    for low, _high, name in FEAR_GREED_BANDS[2:]:
+        if v >= low:
+            label = name
+    return label
+
+
 @dataclass(slots=True)
 class SentimentSnapshot:
     """Point-in-time sentiment reading for one closed bar.

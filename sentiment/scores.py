@@ -46,11 +46,13 @@ from sentiment.layout import (
     X_LIQ_NET,
     X_LS,
     X_MACD_HIST,
+    X_MDI,
     X_MFI,
     X_NATR,
     X_OBI,
     X_OI_DELTA,
     X_OPEN,
+    X_PDI,
     X_PRICE_OI,
     X_ROC,
     X_RSI,
@@ -58,7 +60,6 @@ from sentiment.layout import (
     X_VOL_SMA,
     X_VOLUME,
 )
-
 
 #: The composite's weighted mean is multiplied by this before its clip to [-1, 1]: measured
 #: on BTCUSDT 1h 2020-2025, the plain mean spans p1 -0.49 .. p99 +0.44, so "Very Bullish"
@@ -84,12 +85,14 @@ def moving(x):
 
 @njit(cache=True)
 def trend_score(x, p, direction, strength):
-    """A: mean of structure trend, ADX strength signed by the trend direction (DESIGN 8.6),
-    SuperTrend and EMA alignment."""
+    """A: mean of structure trend, ADX strength signed by the directional indicators
+    (+DI vs -DI: ADX's own direction, known on every bar, where the swing structure waits
+    for pivots), SuperTrend and EMA alignment."""
     structure = direction * strength / 2.0
-    adx = direction * clip((x[X_ADX] - 20.0) / 30.0, 0.0, 1.0)
-    # Without price movement SuperTrend's direction is only its seed.
-    supertrend = x[X_ST_DIR] if moving(x) else 0.0
+    mv = moving(x)
+    # Without price movement the smoothed DIs and SuperTrend only hold old values.
+    adx = sign(x[X_PDI] - x[X_MDI]) * clip((x[X_ADX] - 20.0) / 30.0, 0.0, 1.0) if mv else 0.0
+    supertrend = x[X_ST_DIR] if mv else 0.0
     e9, e21, e50 = x[X_EMA9], x[X_EMA21], x[X_EMA50]
     alignment = (sign(e9 - e21) + sign(e21 - e50) + sign(e9 - e50)) / 3.0
     return clip((structure + adx + supertrend + alignment) / 4.0, -1.0, 1.0)
@@ -249,8 +252,9 @@ def contributions(subscores: dict[str, np.ndarray], weights: dict[str, float]
                   ) -> dict[str, np.ndarray]:
     """Each tier's share of the composite per row, as :func:`composite` forms it: weight x
     sub-score (the volatility tier through :func:`volatility_modifier`) over the weights of
-    the tiers that had data, times :data:`SCORE_SCALE`. Stacked, they add up to the composite (before its clip to
-    [-1, 1]); a tier without data contributes 0. Keys and arrays as in ``subscores``.
+    the tiers that had data, times :data:`SCORE_SCALE`. Stacked, they add up to the
+    composite (before its clip to [-1, 1]); a tier without data contributes 0. Keys and
+    arrays as in ``subscores``.
     """
     values = {name: np.asarray(subscores[name], dtype=np.float64) for name in SUBSCORE_COLUMNS}
     terms = dict(values)

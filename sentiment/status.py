@@ -8,24 +8,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sentiment.models import sentiment_label
+# fear_greed_class: the one definition of alternative.me's bands (sentiment.models); the
+# dashboard imports it from here.
+from sentiment.models import fear_greed_class, sentiment_label
 
 BAR_WIDTH = 14
-#: alternative.me's bands for the index's classification.
-_FNG_CLASSES = ((25, "Extreme Fear"), (47, "Fear"), (55, "Neutral"), (76, "Greed"),
-                (101, "Extreme Greed"))
 
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or (
         type(value).__name__ in ("NAType", "NaTType"))
-
-
-def fear_greed_class(value: float) -> str:
-    for bound, name in _FNG_CLASSES:
-        if value < bound:
-            return name
-    return "Extreme Greed"
 
 
 def score_bar(score: float) -> str:

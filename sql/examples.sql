@@ -35,7 +35,8 @@ FROM funding_rates
 WHERE funding_rate > 0.001 OR funding_rate < -0.0005
 ORDER BY funding_time;
 
--- Fear & Greed extremes and what BTC did over the next 7 days.
+-- Fear & Greed extremes (alternative.me's bands: Extreme Fear 0-25, Extreme Greed 76-100) and
+-- what BTC did over the next 7 days.
 SELECT fg.ts AS day, fg.value, fg.classification,
        (SELECT last(close ORDER BY open_time) FROM candles
          WHERE symbol = 'BTCUSDT' AND interval = '60'
@@ -44,7 +45,7 @@ SELECT fg.ts AS day, fg.value, fg.classification,
          WHERE symbol = 'BTCUSDT' AND interval = '60'
            AND open_time < fg.ts + INTERVAL 1 DAY) - 1 AS btc_return_7d
 FROM fear_greed fg
-WHERE fg.value <= 20 OR fg.value >= 80
+WHERE fg.value <= 25 OR fg.value >= 76
 ORDER BY day;
 
 -- The newest snapshot of every symbol and interval (view: latest_sentiment).

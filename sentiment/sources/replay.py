@@ -54,6 +54,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import numpy as np
 import pandas as pd
 
+from sentiment.models import fear_greed_class
+
 BUNDLE_DIR = Path(__file__).with_name("replay_data")
 
 #: Candles, funding and the synthetic series cover [BUNDLE_START, BUNDLE_END) (naive UTC).
@@ -525,7 +527,9 @@ class _Market:
         g = raw["fear_greed"]
         self.fng_ms = g["_t"].to_numpy(np.int64) * 1000
         self.fng_value = g["value"].to_numpy(object)
-        self.fng_class = g["classification"].to_numpy(object)
+        # alternative.me derives the label from the value; so does the replay, with the one
+        # definition of the bands (the recording's labels agree on every day).
+        self.fng_class = np.array([fear_greed_class(int(v)) for v in self.fng_value], object)
 
 
 @functools.lru_cache(maxsize=4)

@@ -22,8 +22,8 @@ def test_repository_config_loads_with_brief_defaults():
         {"trend": 0.25, "momentum": 0.20, "volatility": 0.15, "volume_flow": 0.15,
          "exchange": 0.15, "macro": 0.10}
     )
-    assert config.regime.confirmation_bars == 3
-    assert config.regime.cooldown_bars == 5
+    assert config.regime.confirmation_bars == 6  # tuned with `sentiment evaluate`
+    assert config.regime.cooldown_bars == 24
     assert config.exchange_data.orderbook_depth == 50
 
 
@@ -59,8 +59,8 @@ def test_unquoted_interval_is_read_as_its_code():
          "sentiment.exchange_data.open_interest_interval", "1h"),
         ("sentiment:\n  exchange_data: {orderbook_depth: 40}\n",
          "sentiment.exchange_data.orderbook_depth", "50"),
-        ("sentiment:\n  history: {persist_to_db: yes please}\n",
-         "sentiment.history.persist_to_db", "true or false"),
+        ("sentiment:\n  exchange_data: {funding_rate: yes please}\n",
+         "sentiment.exchange_data.funding_rate", "true or false"),
         ("sentiment:\n  sources: {timeout_seconds: 0}\n", "sentiment.sources.timeout_seconds",
          "> 0"),
         ("sentiment:\n  weights: [1, 2]\n", "sentiment.weights", "mapping"),
@@ -86,6 +86,42 @@ def test_invalid_values_name_the_key(text, key, fragment):
     message = str(info.value)
     assert message.startswith(f"bad.yaml: {key}: ")
     assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("sentiment:\n  enabled: true\n", "sentiment.enabled", "delete the key"),
+        ("sentiment:\n  exchange_data: {long_short_poll_interval: 300}\n",
+         "sentiment.exchange_data.long_short_poll_interval", "with every new bar"),
+        ("sentiment:\n  external_data: {fear_greed_refresh_interval: 3600}\n",
+         "sentiment.external_data.fear_greed_refresh_interval", "fear_greed_daily_schedule"),
+        ("sentiment:\n  history: {persist_to_db: true}\n",
+         "sentiment.history.persist_to_db", "always written"),
+    ],
+)
+def test_removed_keys_are_rejected_with_what_to_use_instead(text, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "old.yaml")
+    assert info.value.key == key
+    message = str(info.value)
+    assert message.startswith(f"old.yaml: {key}: removed because it had no effect (got ")
+    assert fragment in message
+
+
+def test_removed_key_is_reported_before_an_unknown_one():
+    # A removed key is named as removed, not as a typo, whatever else the section holds.
+    with pytest.raises(ConfigError, match="removed because it had no effect") as info:
+        parse_config("sentiment:\n  history: {aaa: 1, persist_to_db: false}\n")
+    assert info.value.key == "sentiment.history.persist_to_db"
+
+
+def test_repository_config_has_no_removed_keys():
+    config = load_config(REPO / "sentiment.yaml")
+    assert not hasattr(config, "enabled")
+    assert not hasattr(config.exchange_data, "long_short_poll_interval")
+    assert not hasattr(config.external_data, "fear_greed_refresh_interval")
+    assert not hasattr(config.history, "persist_to_db")
 
 
 def test_missing_file_and_broken_yaml_are_config_errors(tmp_path):
