@@ -305,7 +305,9 @@ def evaluate(rows: pd.DataFrame, interval: str | None = None,
     with np.errstate(divide="ignore", invalid="ignore"):
         r24 = np.full(n, np.nan)
         if n > w.ret:
-            r24[w.ret:] = close[w.ret:] / close[:-w.ret] - 1.0
+            # rounded so a move of exactly 5 % (95 / 100 - 1 = -0.05000000000000004 in
+            # binary) compares as 5 % against the strict thresholds
+            r24[w.ret:] = np.round(close[w.ret:] / close[:-w.ret] - 1.0, 12)
         log_ret = np.full(n, np.nan)
         if n > 1:
             log_ret[1:] = np.diff(np.log(close))
@@ -409,7 +411,8 @@ def _events(frame: pd.DataFrame, close: np.ndarray, regime: np.ndarray,
     index = frame.index
     out = []
     for ev in events:
-        inside = np.flatnonzero((index >= ev.start) & (index <= ev.end))
+        # Bars closing after the start: the bar closing at 00:00 belongs to the day before.
+        inside = np.flatnonzero((index > ev.start) & (index <= ev.end))
         if not len(inside):
             out.append({"event": ev.name, "start": ev.start, "end": ev.end, "bars": 0,
                         "move": math.nan, "low": math.nan, "regimes": "",
