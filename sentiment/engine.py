@@ -16,7 +16,7 @@ from numba import njit
 
 from sentiment import regime as rg
 from sentiment import structures as stc
-from sentiment.config import Config
+from sentiment.config import INTERVAL_MINUTES, Config
 from sentiment.layout import (
     N_OUTPUTS,
     N_PARAMS,
@@ -25,6 +25,7 @@ from sentiment.layout import (
     P_ATR_HV,
     P_BREAKOUT_VOLUME,
     P_CAP_MOVE,
+    P_CAP_SIGMAS,
     P_CAP_VOLUME,
     P_CAPITULATION_OI,
     P_CONF_THRESHOLD,
@@ -40,6 +41,7 @@ from sentiment.layout import (
     P_LS_HIGH,
     P_LS_LOW,
     P_MARGIN,
+    P_MOVE_BARS,
     P_OI_SCALE,
     P_QUIET_MOVE,
     P_RELEASE,
@@ -122,8 +124,9 @@ BREAKOUT_VOLUME_MULTIPLE = 2.0
 #: Regime machine constants (docs/scores.md section 6).
 DIRECTION_VOTE = 3.0 / 7.0  # a trend direction needs a net 3 of the 7 votes
 QUIET_MOVE = 0.03  # a 24-hour move below 3 % is quiet (ranging, squeeze)
-TREND_GUARD_MOVE = 0.04  # a trend ends when the 24-hour move goes 4 % against it
+TREND_GUARD_MOVE = 0.05  # a trend ends when the 24-hour move goes 5 % against it
 CAPITULATION_MOVE = 0.07  # capitulation without OI: a 24-hour fall beyond 7 % ...
+CAPITULATION_SIGMAS = 2.0  # ... and beyond this many usual daily ranges (NATR baseline)
 CAPITULATION_VOLUME = 3.0  # ... on a down bar with volume above 3 x its 20-bar average
 HIGH_VOL_LEVEL = 1.5  # NATR 1.5 x its slow baseline is high volatility
 VOL_BASELINE_BARS = 1440  # EMA span of the NATR baseline
@@ -133,8 +136,8 @@ _REGIME = slice(stc.STATE_SIZE, stc.STATE_SIZE + rg.STATE_SIZE)
 STATE_SIZE = stc.STATE_SIZE + rg.STATE_SIZE
 
 
-def params(config: Config) -> np.ndarray:
-    """The parameter vector for ``config``."""
+def params(config: Config, interval: str = "60") -> np.ndarray:
+    """The parameter vector for ``config`` at a kline interval."""
     p = np.zeros(N_PARAMS)
     w = config.weights
     p[P_W_TREND], p[P_W_MOMENTUM], p[P_W_VOLATILITY] = w.trend, w.momentum, w.volatility
@@ -175,6 +178,8 @@ def params(config: Config) -> np.ndarray:
     p[P_EXPIRE] = r.expire_below
     p[P_EVENT_BARS] = r.event_bars
     p[P_SCORE_SCALE] = SCORE_SCALE
+    p[P_MOVE_BARS] = rg.move_bars(INTERVAL_MINUTES[interval])
+    p[P_CAP_SIGMAS] = CAPITULATION_SIGMAS
     return p
 
 

@@ -235,6 +235,20 @@ def with_hmm(rows: pd.DataFrame, volume, models, config: Config,
     return out
 
 
+def with_walk_forward_hmm(rows: pd.DataFrame, volume, config: Config, *, symbol: str,
+                          interval: str) -> tuple[pd.DataFrame, list[hmm.RegimeModel]]:
+    """Rows (one symbol and interval, in time order) with the HMM layer the pipeline would
+    have stored: a model trained at every weekly boundary on the bars closed by then, each
+    applied until the next. Returns the rows and the models trained."""
+    if rows.empty:
+        return rows, []
+    features = hmm_features(rows, volume, config)
+    models = [m for b in hmm.boundaries(features.index[0], features.index[-1])
+              if (m := hmm.train_at(features, b, config, symbol=symbol, interval=interval))
+              is not None]
+    return with_hmm(rows, volume, models, config, features=features), models
+
+
 def _one(symbol, interval, group, config, **slow):
     if interval not in INTERVAL_MINUTES:
         raise InputError("candles", f"unknown interval {interval!r}", symbol=symbol,
@@ -259,7 +273,7 @@ def _one(symbol, interval, group, config, **slow):
             xs[:, col] = slow_values[name]
         else:
             xs[:, col] = ind[name]
-    ys = engine.run_batch(engine.new_state(), xs, engine.params(config))
+    ys = engine.run_batch(engine.new_state(), xs, engine.params(config, interval))
 
     columns: dict[str, object] = {
         "symbol": _constant(symbol, n),

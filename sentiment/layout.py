@@ -60,7 +60,8 @@ PARAMS: tuple[str, ...] = (
     "capitulation_oi_drop_pct", "spike_multiple", "breakout_volume_multiple",
     "direction_vote", "quiet_move", "shock_move", "trend_guard_move", "capitulation_move",
     "capitulation_volume", "fear_greed_extreme_fear", "high_vol_level", "vol_base_alpha",
-    "release", "switch_margin", "expire_below", "event_bars", "score_scale",
+    "release", "switch_margin", "expire_below", "event_bars", "score_scale", "move_bars",
+    "capitulation_sigmas",
 )
 (P_W_TREND, P_W_MOMENTUM, P_W_VOLATILITY, P_W_FLOW, P_W_EXCHANGE, P_W_MACRO,
  P_USE_FUNDING, P_USE_OI, P_USE_LS, P_USE_LIQ, P_USE_OBI, P_USE_FNG,
@@ -71,5 +72,6 @@ PARAMS: tuple[str, ...] = (
  P_CAPITULATION_OI, P_SPIKE, P_BREAKOUT_VOLUME,
  P_DIR_VOTE, P_QUIET_MOVE, P_SHOCK_MOVE, P_TREND_GUARD, P_CAP_MOVE,
  P_CAP_VOLUME, P_FNG_FEAR, P_HV_LEVEL, P_VOL_BASE_ALPHA,
- P_RELEASE, P_MARGIN, P_EXPIRE, P_EVENT_BARS, P_SCORE_SCALE) = range(len(PARAMS))
+ P_RELEASE, P_MARGIN, P_EXPIRE, P_EVENT_BARS, P_SCORE_SCALE, P_MOVE_BARS,
+ P_CAP_SIGMAS) = range(len(PARAMS))
 N_PARAMS = len(PARAMS)

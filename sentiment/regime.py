@@ -5,28 +5,27 @@ Every bar has two readings, both from data at or before its close:
 * the **raw regime**: the brief's ordered rules, first match wins (capitulation, squeeze,
   breakout, high volatility, trending up / down, ranging), with the rules of
   ``docs/scores.md`` section 6;
-* the **evidence** of each of the seven regimes, in [0, 1], and its smoothed value: an
+* the **evidence** of each of the seven regimes, in [0, 1], and two smoothings of it: an
   envelope that rises fast (half the gap per bar) and decays slowly (an EMA of
-  ``regime.smoothing_bars``), so stress is recognised at once and forgotten slowly.
+  ``regime.smoothing_bars``), so stress is recognised at once and forgotten slowly, and a
+  plain EMA of the same span (the slow evidence).
 
 The confirmed regime changes when
 
-1. an **event** fires (breakout or capitulation as the raw regime): at once, never held back
-   by a cooldown; an event regime lasts ``regime.event_bars`` bars after its trigger last
-   fired, then hands over to the best-supported regime;
-2. a **shock**: the move over the last 24 hours is beyond ``regime.shock_move_pct`` and the
-   current regime contradicts it (ranging or squeeze through a large move, a trend against
-   it): at once, to the raw regime if it fits the move, else to the best-supported regime
-   that does;
-3. the current regime's smoothed evidence falls below ``regime.expire_below`` (its evidence
-   is gone): at once, to the raw regime when that is better supported;
-4. otherwise a challenger (the raw regime) leads the current regime's smoothed evidence by
-   ``regime.switch_margin`` (half of it to enter high volatility, one and a half to leave
-   it) with raw evidence of at least ``regime.confidence_threshold`` on
-   ``regime.confirmation_bars`` bars in a row, and ``regime.cooldown_bars`` bars passed
-   since the last regular change.
+1. an **event** fires: capitulation as the raw regime, or a breakout out of a confirmed
+   squeeze; at once, never held back by a cooldown; an event regime lasts
+   ``regime.event_bars`` bars after its trigger last fired, then hands over;
+2. a **shock**: the move over the last 24 hours contradicts the current regime (beyond
+   ``regime.shock_move_pct`` through a range or a squeeze, 5 % against a trend): at once,
+   to the raw regime if it fits the move, else to the best-supported regime that does;
+3. the current regime's envelope falls below ``regime.expire_below`` (its evidence is
+   gone): at once, to the raw regime when that is better supported;
+4. otherwise a challenger (the raw regime) leads the current regime's slow evidence by
+   ``regime.switch_margin`` (half of it to enter high volatility) with raw evidence of at
+   least ``regime.confidence_threshold``, on ``regime.confirmation_bars`` bars in a row,
+   and ``regime.cooldown_bars`` bars passed since the last such change.
 
-``regime_confidence`` is the smoothed evidence of the confirmed regime. The first regime
+``regime_confidence`` is the envelope of the confirmed regime. The first regime
 after warm-up is assigned directly.
 """
 
@@ -43,6 +42,7 @@ from sentiment.layout import (
     P_ATR_HV,
     P_BREAKOUT_VOLUME,
     P_CAP_MOVE,
+    P_CAP_SIGMAS,
     P_CAP_VOLUME,
     P_CAPITULATION_OI,
     P_CONF_THRESHOLD,
@@ -54,6 +54,7 @@ from sentiment.layout import (
     P_FNG_FEAR,
     P_HV_LEVEL,
     P_MARGIN,
+    P_MOVE_BARS,
     P_QUIET_MOVE,
     P_RELEASE,
     P_SHOCK_MOVE,
@@ -102,6 +103,8 @@ CAPITULATION = REGIME_CODE["capitulation"]
 N_REGIMES = 7
 #: How fast the smoothed evidence rises towards a higher reading (share of the gap per bar).
 ATTACK = 0.5
+#: The switch margin's factor to enter high volatility: stress is recognised early.
+STRESS_ENTRY = 0.5
 
 # Regime machine state: current regime, bars in it, pending regime, its bars, cooldown,
 # the previous bar's Bollinger bandwidth, ATR and close, the slow NATR baseline, the bars
@@ -187,8 +190,20 @@ def _climax(x, s, p):
     ``capitulation_move`` on volume above ``capitulation_volume`` x its average."""
     prev = s[R_PREV_CLOSE]
     down = prev == prev and x[X_CLOSE] < prev
-    return (down and _move(x) < -p[P_CAP_MOVE]
+    return (down and _move(x) < -capitulation_fall(s, p)
             and x[X_VOLUME] > p[P_CAP_VOLUME] * x[X_VOL_SMA])
+
+
+@njit(cache=True)
+def capitulation_fall(s, p):
+    """The 24-hour fall a capitulation needs: ``capitulation_move``, or
+    ``capitulation_sigmas`` usual daily ranges (NATR baseline x sqrt(bars a day)) when that
+    is more, so a more volatile market needs a deeper fall."""
+    base = s[R_VOL_BASE]
+    fall = p[P_CAP_MOVE]
+    if base == base:
+        fall = max(fall, p[P_CAP_SIGMAS] * base / 100.0 * math.sqrt(p[P_MOVE_BARS]))
+    return fall
 
 
 @njit(cache=True)
@@ -238,7 +253,8 @@ def evidence(regime, x, p, s, d, bos, choch):
                 + _flag(bos != 0.0 or choch != 0.0)) / 3.0
     # capitulation: a 24-hour fall, a volume climax, an OI collapse and a liquidation
     # spike where those series exist, extreme fear where the index is known
-    total = _flag(move < -p[P_CAP_MOVE]) + _flag(x[X_VOLUME] > p[P_CAP_VOLUME] * x[X_VOL_SMA])
+    total = (_flag(move < -capitulation_fall(s, p))
+             + _flag(x[X_VOLUME] > p[P_CAP_VOLUME] * x[X_VOL_SMA]))
     n = 2.0
     oi = x[X_OI_1H]
     if oi == oi:
@@ -370,6 +386,9 @@ def regime_step(s, x, p, structure_direction, bos, choch, out):
     # A breakout leaves a confirmed squeeze; the squeeze firing in any other regime is
     # no range to break out of.
     event = raw == CAPITULATION or (raw == BREAKOUT and (c == SQUEEZE or c == BREAKOUT))
+    # Outside an event, the raw regime may take over only when it is no breakout reading
+    # (outside a squeeze there is no range to break out of) and the move allows it.
+    fits = raw != BREAKOUT and allowed(raw, move, p)
     if event:
         if raw != c:
             target = raw
@@ -377,18 +396,16 @@ def regime_step(s, x, p, structure_direction, bos, choch, out):
             s[R_HOLD] = p[P_EVENT_BARS]
     elif c == BREAKOUT or c == CAPITULATION:
         if s[R_HOLD] <= 0.0 or not allowed(c, move, p):
-            target = raw if allowed(raw, move, p) else _best(s, move, p, -1)
+            target = raw if fits else _best(s, move, p, -1)
     elif not allowed(c, move, p):
-        target = raw if allowed(raw, move, p) else _best(s, move, p, c)
-    elif s[R_EVIDENCE + c] < p[P_EXPIRE] and raw != c and (
+        target = raw if fits else _best(s, move, p, c)
+    elif s[R_EVIDENCE + c] < p[P_EXPIRE] and fits and raw != c and (
             s[R_EVIDENCE + raw] > s[R_EVIDENCE + c]):
         target = raw
     if target < 0 and raw != c and raw != BREAKOUT and raw != CAPITULATION:
         margin = p[P_MARGIN]
         if raw == HIGH_VOLATILITY:
-            margin *= 0.5
-        elif c == HIGH_VOLATILITY:
-            margin *= 1.5
+            margin *= STRESS_ENTRY
         lead = s[R_SLOW + raw] - s[R_SLOW + c]
         if values[raw] >= p[P_CONF_THRESHOLD] and lead >= margin:
             if raw == s[R_PENDING]:

@@ -145,7 +145,7 @@ class MarketSentimentTracker:
         self.config = config if config is not None else load_config()
         self._interval_ms = INTERVAL_MINUTES[interval] * MINUTE_MS
         self._move_bars = move_bars(INTERVAL_MINUTES[interval])
-        self._params = engine.params(self.config)
+        self._params = engine.params(self.config, interval)
         self._state = engine.new_state()
         self._streams = TalibStreams()
         self._rank = AtrPercentRank(self.config.regime.atr_lookback)
