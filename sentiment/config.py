@@ -88,7 +88,7 @@ class RegimeConfig:
     atr_high_vol_percentile: float = 90.0
     atr_lookback: int = 90
     smoothing_bars: int = 72
-    switch_margin: float = 0.3
+    switch_margin: float = 0.35
     expire_below: float = 0.35
     shock_move_pct: float = 6.0
     event_bars: int = 4

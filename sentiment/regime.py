@@ -17,9 +17,9 @@ The confirmed regime changes when
    ``regime.event_bars`` bars after its trigger last fired, then hands over;
 2. a **shock**: the move over the last 24 hours contradicts the current regime (beyond
    ``regime.shock_move_pct`` through a range or a squeeze, 5 % against a trend): at once,
-   to the raw regime if it fits the move, else to the best-supported regime that does;
+   to the non-event regime with the highest envelope that the move allows;
 3. the current regime's envelope falls below ``regime.expire_below`` (its evidence is
-   gone): at once, to the raw regime when that is better supported;
+   gone): at once, to that best-supported regime when its envelope is higher;
 4. otherwise a challenger (the raw regime) leads the current regime's slow evidence by
    ``regime.switch_margin`` (half of it to enter high volatility) with raw evidence of at
    least ``regime.confidence_threshold``, on ``regime.confirmation_bars`` bars in a row,
@@ -386,8 +386,8 @@ def regime_step(s, x, p, structure_direction, bos, choch, out):
     # A breakout leaves a confirmed squeeze; the squeeze firing in any other regime is
     # no range to break out of.
     event = raw == CAPITULATION or (raw == BREAKOUT and (c == SQUEEZE or c == BREAKOUT))
-    # Outside an event, the raw regime may take over only when it is no breakout reading
-    # (outside a squeeze there is no range to break out of) and the move allows it.
+    # An ending event hands over to the raw regime when it is no breakout reading and the
+    # move allows it.
     fits = raw != BREAKOUT and allowed(raw, move, p)
     if event:
         if raw != c:
@@ -398,10 +398,11 @@ def regime_step(s, x, p, structure_direction, bos, choch, out):
         if s[R_HOLD] <= 0.0 or not allowed(c, move, p):
             target = raw if fits else _best(s, move, p, -1)
     elif not allowed(c, move, p):
-        target = raw if fits else _best(s, move, p, c)
-    elif s[R_EVIDENCE + c] < p[P_EXPIRE] and fits and raw != c and (
-            s[R_EVIDENCE + raw] > s[R_EVIDENCE + c]):
-        target = raw
+        target = _best(s, move, p, c)
+    elif s[R_EVIDENCE + c] < p[P_EXPIRE]:
+        best = _best(s, move, p, c)
+        if best >= 0 and s[R_EVIDENCE + best] > s[R_EVIDENCE + c]:
+            target = best
     if target < 0 and raw != c and raw != BREAKOUT and raw != CAPITULATION:
         margin = p[P_MARGIN]
         if raw == HIGH_VOLATILITY:
