@@ -5,7 +5,8 @@
   ``volatility_window`` log returns), volume ratio (log of volume over its
   ``volume_window``-bar mean), funding rate and OI change (log change of the open interest
   as of the bar's close). Funding and OI are left out of a model whose training window has
-  them on fewer than 90 % of its rows. Standardised with the mean and standard deviation of the training window only.
+  them on fewer than 90 % of its rows. Standardised with the mean and standard deviation
+  of the training window only.
 * **Training** (:func:`train_regime_model`): hmmlearn's ``GaussianHMM`` (diagonal
   covariances) for each K in ``n_states`` with several seeded restarts; the best
   log-likelihood per K, then the K with the lowest BIC. States are put in a canonical order
@@ -362,7 +363,8 @@ def train_regime_model(
     """Fit K states for every K in ``n_states`` (``restarts`` seeds each), keep the lowest BIC.
 
     ``features``: one row per bar (columns from :data:`FEATURES`; an optional feature
-    present on fewer than :data:`OPTIONAL_COVERAGE` of the rows is dropped). Rows with a missing value are left out of training. Raises
+    present on fewer than :data:`OPTIONAL_COVERAGE` of the rows is dropped). Rows with a
+    missing value are left out of training. Raises
     :class:`HMMDataError` for too few rows, a constant or non-finite feature, or when no fit
     converges to usable parameters.
     """
