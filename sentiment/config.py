@@ -91,7 +91,7 @@ class RegimeConfig:
     switch_margin: float = 0.35
     expire_below: float = 0.35
     shock_move_pct: float = 6.0
-    event_bars: int = 4
+    event_bars: int = 6
 
 
 @dataclass(frozen=True)
