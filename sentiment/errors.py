@@ -87,3 +87,8 @@ class InputError(SentimentError, ValueError):
         self.field = field
         where = " ".join(p for p in (source, symbol, field and f"field {field}") if p)
         super().__init__(f"{where}: {message}")
+
+
+class CheckpointMismatch(InputError):
+    """A tracker checkpoint made by another version of the engine or another configuration:
+    it cannot continue, the history must be computed again from the stored bars."""

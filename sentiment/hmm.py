@@ -58,6 +58,8 @@ FEATURES = ("log_return", "realized_volatility", "volume_ratio", "funding_rate",
 OPTIONAL_FEATURES = ("funding_rate", "oi_change")
 #: Share of a training window's rows an optional feature must have to be used.
 OPTIONAL_COVERAGE = 0.9
+#: Version of the training rules (2: optional features by coverage).
+MODEL_VERSION = 2
 LABELS = ("bull", "bear", "high_volatility", "calm")
 HIGH_VOL_RATIO = 1.5
 TREND_RATIO = 0.1
@@ -463,7 +465,8 @@ def boundaries_since(first: dt.datetime, last: dt.datetime,
 def settings_of(config) -> dict:
     """The settings a stored model must have been trained with to be reused."""
     h = config.hmm
-    return {"window_bars": h.window_bars, "min_bars": h.min_bars,
+    # model_version: bumped when training changes, so older stored models are retrained.
+    return {"model_version": MODEL_VERSION, "window_bars": h.window_bars, "min_bars": h.min_bars,
             "n_states": list(h.n_states), "restarts": h.restarts, "n_iter": h.n_iter,
             "tol": h.tol, "volatility_window": h.volatility_window,
             "volume_window": h.volume_window, "random_state": h.random_state}

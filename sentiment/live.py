@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ import pandas as pd
 
 from sentiment import hmm
 from sentiment.config import PERIOD_MINUTES, Config
+from sentiment.errors import CheckpointMismatch
 from sentiment.history import history_frame, hmm_features, with_hmm
 from sentiment.models import HISTORY_COLUMNS
 from sentiment.pipeline import (
@@ -60,6 +62,8 @@ from sentiment.sources.fear_greed import FearGreedClient
 from sentiment.staging import Staging, StagingError, load_staged
 from sentiment.store import Slice, Store, named_queries
 from sentiment.tracker import MarketSentimentTracker
+
+log = logging.getLogger(__name__)
 
 FUNDING_INTERVAL = dt.timedelta(hours=8)  # Bybit's settlement interval for BTC/ETH perpetuals
 FAR_FUTURE = dt.datetime(2200, 1, 1)
@@ -268,16 +272,23 @@ def update_symbol_interval(store: Store, config: Config, symbol: str, interval: 
     if candles.empty:
         return 0, None, [], [], None, []
     iv = interval_delta(interval)
-    if state_rows.empty:
-        tracker = MarketSentimentTracker(symbol, interval, config)
-        since = None
-        last_close = None
-    else:
+    tracker, since, last_close = None, None, None
+    if not state_rows.empty:
         state = json.loads(state_rows["state"].iloc[0])
         last_close = _naive(state_rows["last_timestamp"].iloc[0])
         done = candles[pd.to_datetime(candles["open_time"]) + iv <= pd.Timestamp(last_close)]
-        tracker = MarketSentimentTracker.restore(state, config, candles=done)
-        since = last_close - dt.timedelta(days=3)
+        try:
+            tracker = MarketSentimentTracker.restore(state, config, candles=done)
+            since = last_close - dt.timedelta(days=3)
+        except CheckpointMismatch as exc:
+            # After an upgrade of the engine or a change of the configuration the stored
+            # rows were made by other rules: compute the whole history again (its rows are
+            # replaced) rather than continue from a state that no longer means the same.
+            log.warning("%s %s: %s; recomputing from the first stored bar", symbol,
+                        interval, exc)
+            last_close = None
+    if tracker is None:
+        tracker = MarketSentimentTracker(symbol, interval, config)
     inputs = load_inputs(store, config, symbol, start=since)
     _feed_inputs(tracker, inputs, since)
     new = candles

@@ -20,7 +20,7 @@ import pandas as pd
 
 from sentiment import engine
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
-from sentiment.errors import InputError
+from sentiment.errors import CheckpointMismatch, InputError
 from sentiment.indicators.custom import (
     AtrPercentRank,
     ChaikinMoneyFlow,
@@ -486,11 +486,11 @@ class MarketSentimentTracker:
         first bar up to the checkpoint's last bar) to reopen over the whole history instead.
         """
         if state.get("version") != CHECKPOINT_VERSION:
-            raise InputError("checkpoint", f"unsupported version {state.get('version')!r}",
+            raise CheckpointMismatch("checkpoint", f"unsupported version {state.get('version')!r}",
                              symbol=state.get("symbol"), field="version")
         t = cls(state["symbol"], state["interval"], config)
         if t._fingerprint() != list(state["params"]):
-            raise InputError(
+            raise CheckpointMismatch(
                 "checkpoint", "made with a different configuration (weights, thresholds or "
                 "enabled inputs); recompute the history instead", symbol=t.symbol,
                 field="params")
