@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT))
 from sentiment import evaluation  # noqa: E402
 from sentiment.config import load_config  # noqa: E402
 from sentiment.csvfiles import read_candles, read_fear_greed, read_funding  # noqa: E402
-from sentiment.history import compute_history, hmm_features, with_hmm  # noqa: E402
-from sentiment.hmm import boundaries, train_at  # noqa: E402
+from sentiment.history import compute_history, with_walk_forward_hmm  # noqa: E402
 
 #: The first regime machine on the same data (measured before this change, with the HMM).
 BEFORE = {
@@ -54,16 +53,10 @@ def history(data: Path, symbol: str, config, use_hmm: bool):
     start = time.perf_counter()
     rows = compute_history(candles, funding, None, None, fng, config)
     took = time.perf_counter() - start
-    models = []
     if use_hmm:
-        volume = candles["volume"].to_numpy()
-        features = hmm_features(rows, volume, config)
         start = time.perf_counter()
-        for b in boundaries(features.index[0], features.index[-1]):
-            model = train_at(features, b, config, symbol=symbol, interval="60")
-            if model is not None:
-                models.append(model)
-        rows = with_hmm(rows, volume, models, config, features=features)
+        rows, models = with_walk_forward_hmm(rows, candles["volume"].to_numpy(), config,
+                                             symbol=symbol, interval="60")
         took_hmm = time.perf_counter() - start
         print(f"{symbol}: {len(rows):,} bars computed in {took:.2f} s; {len(models)} weekly "
               f"HMM models trained and applied in {took_hmm:.1f} s")

@@ -11,4 +11,5 @@ st.navigation([
     st.Page("pages/overview.py", title="Overview", icon=":material/speed:", default=True),
     st.Page("pages/history.py", title="History", icon=":material/show_chart:"),
     st.Page("pages/exchange.py", title="Exchange and macro", icon=":material/currency_bitcoin:"),
+    st.Page("pages/quality.py", title="Quality", icon=":material/fact_check:"),
 ]).run()

@@ -39,6 +39,8 @@ TIER_COLORS: dict[str, str] = {
 #: screen's width can show anyway and keeps a year of hourly bars as quick to draw as a month;
 #: the CSV download and SQL keep every row.
 MAX_CANDLES = 1000
+#: The most closes a price line draws; a longer history is drawn every n-th bar.
+MAX_LINE_POINTS = 5000
 #: The coarser bars to choose from, in minutes (up to a week; beyond, whole weeks).
 _STEP_MINUTES = (1, 3, 5, 15, 30, 60, 120, 240, 360, 720, 1440, 2880, 10080)
 #: Coarser bars start on UTC day boundaries, and weekly ones on Mondays.
@@ -133,6 +135,41 @@ def _periods(timestamps: pd.Series, regimes: pd.Series, bar: pd.Timedelta):
             yield names[i], t[i] - bar, t[j]
 
 
+def regime_bands(rows: pd.DataFrame, bar: pd.Timedelta, lo: float, hi: float
+                 ) -> list[go.Scatter]:
+    """The confirmed regime behind a price from ``lo`` to ``hi``: one filled trace per
+    regime holding a rectangle per run of it, every bar kept (a shape per run would make
+    a long history slow to draw)."""
+    pad = (hi - lo) * 0.02 if hi == hi and lo == lo else 0.0
+    shapes: dict[str, tuple[list, list]] = {}
+    for regime, start, end in _periods(pd.to_datetime(rows["timestamp"]), rows["regime"], bar):
+        xs, ys = shapes.setdefault(regime, ([], []))
+        xs += [start, start, end, end, start, None]
+        ys += [lo - pad, hi + pad, hi + pad, lo - pad, lo - pad, None]
+    return [go.Scatter(x=shapes[r][0], y=shapes[r][1], fill="toself", mode="none",
+                       fillcolor=REGIME_COLORS[r], opacity=0.18, name=_regime_name(r),
+                       hoverinfo="skip")
+            for r in REGIMES if r in shapes]
+
+
+def regime_price(rows: pd.DataFrame, bar: pd.Timedelta) -> go.Figure:
+    """The close as a line over the confirmed regime's bands: what ``sentiment evaluate``
+    and the Quality page judge. A history of more than :data:`MAX_LINE_POINTS` bars draws
+    every n-th close (and the last); the bands keep every bar."""
+    close = rows["close"].to_numpy(dtype=float, na_value=np.nan)
+    known = close[np.isfinite(close)]
+    fig = go.Figure(regime_bands(rows, bar, known.min(), known.max()) if len(known) else [])
+    n = len(rows)
+    step = max(1, -(-n // MAX_LINE_POINTS))
+    drawn = np.r_[np.arange(0, n - 1, step), n - 1] if n else np.empty(0, dtype=int)
+    fig.add_trace(go.Scatter(
+        x=pd.to_datetime(rows["timestamp"]).iloc[drawn], y=close[drawn], mode="lines",
+        name="close", line=dict(color="#222", width=1),
+        hovertemplate="%{x|%Y-%m-%d %H:%M}: %{y:,.2f}<extra>close</extra>"))
+    fig.update_layout(height=420, hovermode="closest", **_LAYOUT)
+    return fig
+
+
 def history(rows: pd.DataFrame, weights: dict[str, float], bar: pd.Timedelta) -> go.Figure:
     """Candles with the regime shaded behind them; the composite score and its confidence;
     the six tiers' contributions to the composite stacked (positive up, negative down).
@@ -143,20 +180,8 @@ def history(rows: pd.DataFrame, weights: dict[str, float], bar: pd.Timedelta) ->
                                         "Contributions to the composite"))
     frame = coarser_bars(rows, bar)
     t = pd.to_datetime(frame["timestamp"])
-    lo, hi = frame["low"].min(), frame["high"].max()
-    pad = (hi - lo) * 0.02 if hi == hi and lo == lo else 0.0
-    shapes: dict[str, tuple[list, list]] = {}
-    for regime, start, end in _periods(pd.to_datetime(rows["timestamp"]), rows["regime"], bar):
-        xs, ys = shapes.setdefault(regime, ([], []))
-        xs += [start, start, end, end, start, None]
-        ys += [lo - pad, hi + pad, hi + pad, lo - pad, lo - pad, None]
-    for regime in REGIMES:
-        if regime in shapes:
-            xs, ys = shapes[regime]
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, fill="toself", mode="none", fillcolor=REGIME_COLORS[regime],
-                opacity=0.18, name=_regime_name(regime),
-                hoverinfo="skip"), row=1, col=1)
+    for band in regime_bands(rows, bar, frame["low"].min(), frame["high"].max()):
+        fig.add_trace(band, row=1, col=1)
     fig.add_trace(go.Candlestick(
         x=frame["bar_open"], open=frame["open"], high=frame["high"], low=frame["low"],
         close=frame["close"], name="price", showlegend=False,
@@ -246,8 +271,8 @@ def exchange(funding: pd.DataFrame, oi: pd.DataFrame, long_short: pd.DataFrame,
                              line=dict(color="#bcbd22"), customdata=fear_greed["classification"],
                              hovertemplate="%{y:.0f} %{customdata}<extra></extra>"),
                   row=4, col=1)
-    _threshold(fig, FEAR_GREED_HIGH, "extreme greed 80", 4, "#d62728")
-    _threshold(fig, FEAR_GREED_LOW, "extreme fear 20", 4, "#2ca02c")
+    _threshold(fig, FEAR_GREED_HIGH, f"extreme greed ≥ {FEAR_GREED_HIGH:g}", 4, "#d62728")
+    _threshold(fig, FEAR_GREED_LOW, f"extreme fear ≤ {FEAR_GREED_LOW:g}", 4, "#2ca02c")
     fig.update_yaxes(range=[0, 100], row=4, col=1)
     row = 5
     if stream_obi:

@@ -19,6 +19,7 @@ import streamlit as st
 
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
 from sentiment.errors import SentimentError
+from sentiment.evaluation import Evaluation, evaluate
 from sentiment.inputs import to_ms
 from sentiment.liquidations import LiquidationMonitor
 from sentiment.settings import Settings, get_settings
@@ -85,6 +86,15 @@ def history(db_path: str, symbol: str, interval: str, start: dt.datetime,
         ("transitions", [symbol, interval, start, end]),
     ])
     return rows, transitions
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def quality(db_path: str, symbol: str, interval: str, start: dt.datetime,
+            end: dt.datetime) -> Evaluation:
+    """The regime-quality evaluation (:func:`sentiment.evaluation.evaluate`) of the rows
+    :func:`history` reads (under 0.1 s for a year of 1h bars), cached like them."""
+    rows, _ = history(db_path, symbol, interval, start, end)
+    return evaluate(rows, interval)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

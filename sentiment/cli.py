@@ -73,6 +73,116 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bound(text: str | None, option: str, *, end: bool = False):
+    """A ``--from`` / ``--to`` bound as naive UTC; a date alone as ``--to`` takes in the
+    bars closing on that day."""
+    import pandas as pd
+
+    from sentiment.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise InputError("evaluate", f"{text!r} is neither a date nor an ISO time",
+                         field=option)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if end and len(text.strip()) <= 10:
+        ts += pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    return ts.to_pydatetime()
+
+
+def _csv_history(args: argparse.Namespace, config, interval: str):
+    """The history of ``--candles`` (with ``--funding``, ``--fear-greed`` and ``--hmm``)."""
+    from sentiment.csvfiles import read_candles, read_fear_greed, read_funding
+    from sentiment.errors import InputError
+    from sentiment.history import compute_history, with_walk_forward_hmm
+
+    if not args.symbol:
+        raise InputError("evaluate", "--candles needs --symbol", field="symbol")
+    candles = read_candles(args.candles, args.symbol, interval)
+    rows = compute_history(
+        candles, read_funding(args.funding, args.symbol) if args.funding else None, None,
+        None, read_fear_greed(args.fear_greed) if args.fear_greed else None, config)
+    if args.hmm:
+        rows, _ = with_walk_forward_hmm(rows, candles["volume"].to_numpy(), config,
+                                        symbol=args.symbol, interval=interval)
+    return rows
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import duckdb
+    import pandas as pd
+
+    from sentiment.config import load_config
+    from sentiment.errors import InputError
+    from sentiment.evaluation import evaluate, format_report, read_events
+    from sentiment.settings import get_settings
+    from sentiment.store import Store, named_queries
+
+    config = load_config()
+    start, end = _bound(args.start, "--from"), _bound(args.end, "--to", end=True)
+    events = None
+    if args.events:
+        try:
+            events = read_events(pd.read_csv(args.events))
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InputError("events", f"cannot read {args.events}: {exc}",
+                             field="path") from None
+    span = "".join((f" from {start:%Y-%m-%d %H:%M}" if start else "",
+                    f" to {end:%Y-%m-%d %H:%M}" if end else ""))
+    histories: list[pd.DataFrame] = []
+    if args.candles:
+        interval = args.interval or "60"
+        rows = _csv_history(args, config, interval)
+        # Cut after computing the whole file, so the range's first bars are warmed up.
+        rows = rows[rows["timestamp"].between(start or pd.Timestamp.min,
+                                              end or pd.Timestamp.max)]
+        if rows.empty:
+            print(f"no bars in {args.candles}{span}", file=sys.stderr)
+            return 1
+        histories.append(rows.reset_index(drop=True))
+    else:
+        interval = args.interval or config.intervals[0]
+        store = Store(args.db or get_settings().db_path)
+        query = named_queries("queries.sql")["history_range"]
+        for symbol in [args.symbol] if args.symbol else list(config.symbols):
+            try:
+                rows = store.query(query, [symbol, interval, start, end])
+            except FileNotFoundError:
+                print(f"no database at {store.path}: run `make demo` first", file=sys.stderr)
+                return 1
+            except duckdb.CatalogException:
+                print(f"no sentiment_history table in {store.path}: run `make demo` first",
+                      file=sys.stderr)
+                return 1
+            if rows.empty:
+                print(f"no sentiment rows for {symbol} at interval {interval}{span} in "
+                      f"{store.path}: run `make demo` or materialize sentiment_history",
+                      file=sys.stderr)
+                return 1
+            histories.append(rows)
+    evaluations = [(evaluate(rows, interval, events=events), rows) for rows in histories]
+    if args.html:
+        from sentiment.report import html_report  # Plotly: only when a page is asked for
+
+        Path(args.html).write_text(html_report(evaluations), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.json:
+        objects = [ev.to_dict() for ev, _ in evaluations]
+        print(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2))
+    else:
+        print("\n\n".join(format_report(ev) for ev, _ in evaluations))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sentiment", description="Market Sentiment Tracker")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +225,39 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one JSON object per symbol, keyed by sentiment_history columns")
     status.add_argument("--db", default=None, help="DuckDB file (default $SENTIMENT_DB)")
     status.set_defaults(func=_status)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="regime-quality metrics of the stored history (or of a candles CSV file)",
+    )
+    evaluate.add_argument("--symbol", default=None,
+                          help="default: every configured symbol (required with --candles)")
+    evaluate.add_argument("--interval", default=None,
+                          help="kline code (default: the first configured interval; 60 with "
+                               "--candles)")
+    evaluate.add_argument("--from", dest="start", default=None, metavar="WHEN",
+                          help="first bar close, a date or ISO time (UTC)")
+    evaluate.add_argument("--to", dest="end", default=None, metavar="WHEN",
+                          help="last bar close, a date (through its last bar) or ISO time "
+                               "(UTC)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="the evaluation as JSON (a list when several symbols)")
+    evaluate.add_argument("--html", default=None, metavar="FILE",
+                          help="also write a self-contained HTML report with charts")
+    evaluate.add_argument("--events", default=None, metavar="FILE",
+                          help="CSV of named windows (name,start,end), e.g. docs/events.csv")
+    evaluate.add_argument("--db", default=None, help="DuckDB file (default $SENTIMENT_DB)")
+    evaluate.add_argument("--candles", default=None, metavar="FILE",
+                          help="compute the history from this candles CSV instead of reading "
+                               "the database")
+    evaluate.add_argument("--funding", default=None, metavar="FILE",
+                          help="funding rates CSV (with --candles)")
+    evaluate.add_argument("--fear-greed", default=None, metavar="FILE",
+                          help="Fear & Greed CSV (with --candles)")
+    evaluate.add_argument("--hmm", action="store_true",
+                          help="with --candles, also train and apply the walk-forward HMM "
+                               "(about a minute for five years of 1h bars)")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 

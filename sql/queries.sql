@@ -7,6 +7,16 @@ WHERE symbol = ? AND interval = ?
 ORDER BY timestamp DESC
 LIMIT 1;
 
+-- name: history_range
+-- One symbol and interval's rows in time order, with the bar close in [start, end]; a NULL
+-- bound leaves that side open (sentiment evaluate). Parameters: symbol, interval, start, end.
+SELECT *
+FROM sentiment_history
+WHERE symbol = $1 AND interval = $2
+  AND ($3::TIMESTAMP IS NULL OR timestamp >= $3::TIMESTAMP)
+  AND ($4::TIMESTAMP IS NULL OR timestamp <= $4::TIMESTAMP)
+ORDER BY timestamp;
+
 -- name: newest_rows
 -- The newest stored time per table and key (what the live update fetches after).
 SELECT 'candles' AS tbl, symbol, interval AS code, max(open_time) AS newest

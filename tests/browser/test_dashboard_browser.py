@@ -151,8 +151,42 @@ def test_the_pages_show_regime_score_and_charts(page, dashboard_db, clean_replay
 
         page.goto(server.url + "/exchange?symbol=BTCUSDT")
         page.get_by_text("Funding rate (% per settlement)").wait_for(timeout=30_000)
-        assert "extreme greed 80" in page.inner_text("body")
+        assert "extreme greed ≥ 76" in page.inner_text("body")
         _shot(page, tmp_path, "dashboard-exchange.png")
+    finally:
+        server.close()
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_the_quality_page_shows_the_metrics_and_the_regime_over_price(
+        page, dashboard_db, clean_replay, tmp_path):
+    from sentiment.evaluation import METRICS, evaluate
+
+    rows = Store(dashboard_db).query("SELECT * FROM sentiment_history WHERE symbol = 'BTCUSDT' "
+                                     "AND interval = '60' ORDER BY timestamp")
+    ev = evaluate(rows, "60")
+    server = Dashboard(dashboard_db, clean_replay.base_url, tmp_path)
+    try:
+        page.goto(server.url)  # the app registers its pages at its first run
+        page.get_by_text("Quality").first.wait_for(timeout=30_000)
+        page.goto(server.url + "/quality?symbol=BTCUSDT&interval=60")
+        page.get_by_text("Metrics against their goals").wait_for(timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 1",
+                               timeout=30_000)
+        metrics = page.locator("table").first
+        metrics.locator("tbody tr").nth(len(METRICS) - 1).wait_for(timeout=30_000)
+        cells = metrics.locator("td").all_text_contents()
+        rows_shown = [cells[i:i + 4] for i in range(0, len(cells), 4)]
+        assert [r[0] for r in rows_shown] == list(METRICS)
+        words = {True: "met", False: "missed", None: "n/a"}
+        assert [r[3] for r in rows_shown] == [words[ev.passed()[m]] for m in METRICS]
+        text = page.inner_text("body")
+        assert f"{ev.counts['bars']:,} bars with a regime" in text
+        # The regime bands' legend names the regimes that occur, and only those.
+        legend = set(page.locator(".js-plotly-plot .legendtext").all_text_contents())
+        assert legend == {r.replace("_", " ") for r in rows["regime"].dropna()} | {"close"}
+        assert "HMM layer" in text and "share labelled calm" in text
+        assert _shot(page, tmp_path, "dashboard-quality.png").stat().st_size > 20_000
     finally:
         server.close()
     assert "Traceback" not in server.log.read_text()

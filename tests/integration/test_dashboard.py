@@ -22,7 +22,7 @@ from sentiment.store import Store
 pytestmark = pytest.mark.integration
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-PAGES = ("pages/overview.py", "pages/history.py", "pages/exchange.py")
+PAGES = ("pages/overview.py", "pages/history.py", "pages/exchange.py", "pages/quality.py")
 
 
 @pytest.fixture
@@ -128,10 +128,17 @@ def test_history_page_follows_its_selectors_and_the_url(app, dashboard_db):
                                      "from": "2022-03-27", "to": "2022-03-30"}
     caption = next(c.value for c in at.caption if c.value.startswith("ETHUSDT 4h"))
     assert caption.startswith("ETHUSDT 4h: 24 bars, 2022-03-27 04:00 to 2022-03-31 00:00")
+    # Back to 1h, over days with regime changes.
+    at.sidebar.selectbox[1].set_value("60").run()
+    at.sidebar.date_input[0].set_value((dt.date(2022, 3, 8), dt.date(2022, 3, 10))).run()
+    assert not at.exception
+    assert dict(at.query_params)["interval"] == "60"
+    caption = next(c.value for c in at.caption if c.value.startswith("ETHUSDT 1h"))
+    assert caption.startswith("ETHUSDT 1h: 72 bars, 2022-03-08 01:00 to 2022-03-11 00:00")
     expected = store.query(
         "SELECT timestamp, to_regime FROM regime_transitions WHERE symbol = 'ETHUSDT' AND "
-        "interval = '240' AND timestamp > ? AND timestamp <= ? ORDER BY timestamp DESC",
-        [dt.datetime(2022, 3, 27), dt.datetime(2022, 3, 31)])
+        "interval = '60' AND timestamp > ? AND timestamp <= ? ORDER BY timestamp DESC",
+        [dt.datetime(2022, 3, 8), dt.datetime(2022, 3, 11)])
     assert len(expected) >= 2  # the window was picked to hold some
     assert f"Regime transitions ({len(expected)})" in [h.value for h in at.subheader]
     listed = _transition_rows(at)
@@ -205,7 +212,10 @@ def test_exchange_page_draws_the_briefs_thresholds(app):
     at = app(PAGES[2])
     figure = _charts(at)[0]
     lines = sorted(round(s["y0"], 6) for s in figure["layout"]["shapes"])
-    assert lines == sorted([0.1, -0.05, 0.6, 0.4, 80.0, 20.0])
+    # Fear & Greed: the edges of alternative.me's Extreme bands (<= 25, >= 76).
+    assert lines == sorted([0.1, -0.05, 0.6, 0.4, 76.0, 25.0])
+    texts = {a["text"] for a in figure["layout"]["annotations"]}
+    assert {"extreme fear ≤ 25", "extreme greed ≥ 76"} <= texts
     names = [t["name"] for t in figure["data"]]
     assert names == ["funding", "funding", "open interest", "long share", "Fear & Greed"]
     assert all(len(_values(t["x"])) > 0 for t in figure["data"])
@@ -215,6 +225,50 @@ def test_exchange_page_draws_the_briefs_thresholds(app):
     assert (_values(up["y"]) >= 0).all() and (_values(down["y"]) <= 0).all()
     assert _values(up["y"]) + _values(down["y"]) == pytest.approx(_values(up["customdata"]))
     assert up["line"]["shape"] == "hv"
+
+
+def test_quality_page_shows_the_evaluation_of_the_stored_rows(app, dashboard_db,
+                                                              monkeypatch):
+    """The Quality page shows what ``sentiment evaluate`` computes from the same rows: the
+    metrics against their goals, the per-regime table, the HMM figures, and the close over
+    the regime bands (a long history drawn every n-th bar, the bands keeping every bar)."""
+    from dashboard import charts
+    from sentiment import report
+    from sentiment.evaluation import METRICS, evaluate
+
+    monkeypatch.setattr(charts, "MAX_LINE_POINTS", 100)
+    at = app(PAGES[3], symbol="ETHUSDT", interval="60")
+    store = Store(dashboard_db)
+    rows = store.query("SELECT * FROM sentiment_history WHERE symbol = 'ETHUSDT' AND "
+                       "interval = '60' ORDER BY timestamp")
+    ev = evaluate(rows, "60")
+    assert any(c.value.startswith(f"ETHUSDT 1h: {ev.start:%Y-%m-%d %H:%M} to") for c in
+               at.caption)
+    metrics, regimes, hmm = (t.value for t in at.table)
+    assert metrics["metric"].tolist() == list(METRICS)
+    assert metrics["value"].tolist() == report.metrics_table(ev)["value"].tolist()
+    words = {True: ":green[met]", False: ":red[missed]", None: "n/a"}
+    assert metrics["met"].tolist() == [words[ev.passed()[m]] for m in METRICS]
+    assert {"≤ 15", "≥ 0.95"} <= set(metrics["goal"])
+    assert regimes["share"].tolist() == report.regimes_table(ev)["share"].tolist()
+    assert hmm["value"].iloc[0] == f"{ev.hmm['bars']:,}" and ev.hmm["bars"] > 0
+    figure = next(c for c in _charts(at) if any(t.get("name") == "close" for t in c["data"]))
+    close = next(t for t in figure["data"] if t["name"] == "close")
+    assert len(_values(close["y"])) <= 100 < len(rows)
+    assert _values(close["y"])[-1] == rows["close"].iloc[-1]
+    polygons = sum(len(t["x"]) // 6 for t in figure["data"] if t.get("fill") == "toself")
+    changes = store.query("SELECT count(*) AS n FROM regime_transitions WHERE symbol = "
+                          "'ETHUSDT' AND interval = '60'")["n"].iloc[0]
+    assert polygons == changes + 1
+    # A shorter range from the URL's selectors: fewer bars judged, the URL follows.
+    at.sidebar.date_input[0].set_value((dt.date(2022, 3, 20), dt.date(2022, 3, 25))).run()
+    assert dict(at.query_params) == {"symbol": "ETHUSDT", "interval": "60",
+                                     "from": "2022-03-20", "to": "2022-03-25"}
+    t = rows["timestamp"]
+    week = rows[(t > dt.datetime(2022, 3, 20)) & (t <= dt.datetime(2022, 3, 26))]
+    assert at.table[0].value["value"].tolist() == report.metrics_table(
+        evaluate(week, "60"))["value"].tolist()
+    assert any(f"{len(week):,} bars with a regime" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("page", PAGES)
