@@ -403,7 +403,9 @@ def regime_step(s, x, p, structure_direction, bos, choch, out):
         best = _best(s, move, p, c)
         if best >= 0 and s[R_EVIDENCE + best] > s[R_EVIDENCE + c]:
             target = best
-    if target < 0 and raw != c and raw != BREAKOUT and raw != CAPITULATION:
+    # An event regime is held for its bars: no regular challenge cuts it short.
+    held = c == BREAKOUT or c == CAPITULATION
+    if target < 0 and raw != c and raw != BREAKOUT and raw != CAPITULATION and not held:
         margin = p[P_MARGIN]
         if raw == HIGH_VOLATILITY:
             margin *= STRESS_ENTRY
