@@ -171,7 +171,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             histories.append(rows)
     evaluations = [(evaluate(rows, interval, events=events), rows) for rows in histories]
     if args.html:
-        from sentiment.report import html_report  # Plotly: only when a page is asked for
+        from dashboard.report import html_report  # Plotly: only when a page is asked for
 
         Path(args.html).write_text(html_report(evaluations), encoding="utf-8")
         print(f"wrote {args.html}", file=sys.stderr)

@@ -476,9 +476,9 @@ def format_report(ev: Evaluation, baseline: Mapping[str, float] | None = None) -
         op, bound = TARGETS[name]
         value = ev.metrics.get(name, math.nan)
         mark = {True: "ok", False: "MISS", None: "n/a"}[passed[name]]
-        line = f"{name:<24}{_fmt(name, value):>10}  {op} {bound:<6g}{mark:>5}"
+        line = f"{name:<24}{format_metric(name, value):>10}  {op} {bound:<6g}{mark:>5}"
         if baseline:
-            line += f"{_fmt(name, baseline.get(name, math.nan)):>10}"
+            line += f"{format_metric(name, baseline.get(name, math.nan)):>10}"
         lines.append(line)
     c = ev.counts
     lines.append(f"crash onsets caught {c['crashes_caught']}/{c['crash_onsets']}, pump "
@@ -492,25 +492,25 @@ def format_report(ev: Evaluation, baseline: Mapping[str, float] | None = None) -
         goal = SHARE_TARGETS.get(name)
         g = f"{goal[0]}{goal[1]:g}" if goal else ""
         lines.append(
-            f"{name:<16}{_pct(row['share']):>7}{g:>9}{int(row['runs']):>6}"
-            f"{_num(row['mean_duration'], 1):>7}{_pct(row['fwd_return_median'], 2):>9}"
-            f"{_pct(row['fwd_return_p10'], 1):>8}{_pct(row['fwd_return_p90'], 1):>8}"
-            f"{_pct(row['fwd_vol_median'], 2):>9}{_pct(row['fwd_vol_p10'], 2):>8}"
-            f"{_pct(row['fwd_vol_p90'], 2):>8}")
+            f"{name:<16}{format_pct(row['share']):>7}{g:>9}{int(row['runs']):>6}"
+            f"{format_num(row['mean_duration'], 1):>7}{format_pct(row['fwd_return_median'], 2):>9}"
+            f"{format_pct(row['fwd_return_p10'], 1):>8}{format_pct(row['fwd_return_p90'], 1):>8}"
+            f"{format_pct(row['fwd_vol_median'], 2):>9}{format_pct(row['fwd_vol_p10'], 2):>8}"
+            f"{format_pct(row['fwd_vol_p90'], 2):>8}")
     if ev.hmm:
-        shares = ", ".join(f"{k} {_pct(v)}" for k, v in ev.hmm["label_shares"].items())
+        shares = ", ".join(f"{k} {format_pct(v)}" for k, v in ev.hmm["label_shares"].items())
         lines += ["", f"HMM layer: {ev.hmm['bars']:,} bars; labels {shares}; "
-                  f"high-volatility fwd_vol_ratio {_num(ev.hmm['fwd_vol_ratio'], 2)}; "
+                  f"high-volatility fwd_vol_ratio {format_num(ev.hmm['fwd_vol_ratio'], 2)}; "
                   f"{ev.hmm['label_changes']} label changes"]
     if ev.events is not None and len(ev.events):
         lines += ["", "Events: price move (close to close) and low, regimes shown (bars)"]
         for rec in ev.events.to_dict("records"):
-            lines.append(f"  {rec['event']:<28}{_pct(rec['move'], 1):>8}"
-                         f"{_pct(rec['low'], 1):>8}  {rec['regimes']}")
+            lines.append(f"  {rec['event']:<28}{format_pct(rec['move'], 1):>8}"
+                         f"{format_pct(rec['low'], 1):>8}  {rec['regimes']}")
     return "\n".join(lines)
 
 
-def _fmt(name: str, value: float) -> str:
+def format_metric(name: str, value: float) -> str:
     if value is None or not np.isfinite(value):
         return "n/a"
     if name in ("transitions_per_month", "fwd_vol_ratio"):
@@ -520,9 +520,9 @@ def _fmt(name: str, value: float) -> str:
     return f"{value:.4f}" if value < 0.01 else f"{value:.3f}"
 
 
-def _pct(value, digits: int = 1) -> str:
+def format_pct(value, digits: int = 1) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value * 100:.{digits}f}%"
 
 
-def _num(value, digits: int) -> str:
+def format_num(value, digits: int) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"

@@ -5,8 +5,7 @@ regimes' shares and what followed them, the HMM layer's figures, and the regime 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, controls, queries
-from sentiment import report
+from dashboard import charts, controls, queries, report
 from sentiment.config import INTERVAL_MINUTES
 
 settings, config = queries.context()

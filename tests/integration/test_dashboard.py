@@ -232,8 +232,7 @@ def test_quality_page_shows_the_evaluation_of_the_stored_rows(app, dashboard_db,
     """The Quality page shows what ``sentiment evaluate`` computes from the same rows: the
     metrics against their goals, the per-regime table, the HMM figures, and the close over
     the regime bands (a long history drawn every n-th bar, the bands keeping every bar)."""
-    from dashboard import charts
-    from sentiment import report
+    from dashboard import charts, report
     from sentiment.evaluation import METRICS, evaluate
 
     monkeypatch.setattr(charts, "MAX_LINE_POINTS", 100)

@@ -14,7 +14,14 @@ import pandas as pd
 
 from dashboard.charts import regime_price
 from sentiment.config import INTERVAL_MINUTES
-from sentiment.evaluation import SHARE_TARGETS, TARGETS, Evaluation, _fmt, _num, _pct
+from sentiment.evaluation import (
+    SHARE_TARGETS,
+    TARGETS,
+    Evaluation,
+    format_metric,
+    format_num,
+    format_pct,
+)
 
 #: How a goal's outcome reads in the HTML report (the dashboard words it its own way).
 MARKS = {True: "ok", False: "MISS", None: "n/a"}
@@ -51,7 +58,7 @@ def metrics_table(ev: Evaluation) -> pd.DataFrame:
     nothing to measure)."""
     passed = ev.passed()
     return pd.DataFrame([
-        {"metric": name, "value": _fmt(name, ev.metrics.get(name, math.nan)),
+        {"metric": name, "value": format_metric(name, ev.metrics.get(name, math.nan)),
          "goal": f"{op} {bound:g}", "met": passed[name]}
         for name, (op, bound) in TARGETS.items()])
 
@@ -64,15 +71,16 @@ def regimes_table(ev: Evaluation) -> pd.DataFrame:
     for name, row in ev.regimes.iterrows():
         goal = SHARE_TARGETS.get(name)
         out.append({
-            "regime": name, "share": _pct(row["share"]),
+            "regime": name, "share": format_pct(row["share"]),
             "goal": f"{goal[0]} {goal[1]:g}" if goal else "",
             "met": passed.get(f"share_{name}"), "runs": int(row["runs"]),
-            "mean bars": _num(row["mean_duration"], 1),
-            "return median": _pct(row["fwd_return_median"], 2),
-            "return p10": _pct(row["fwd_return_p10"], 1),
-            "return p90": _pct(row["fwd_return_p90"], 1),
-            "vol median": _pct(row["fwd_vol_median"], 2),
-            "vol p10": _pct(row["fwd_vol_p10"], 2), "vol p90": _pct(row["fwd_vol_p90"], 2),
+            "mean bars": format_num(row["mean_duration"], 1),
+            "return median": format_pct(row["fwd_return_median"], 2),
+            "return p10": format_pct(row["fwd_return_p10"], 1),
+            "return p90": format_pct(row["fwd_return_p90"], 1),
+            "vol median": format_pct(row["fwd_vol_median"], 2),
+            "vol p10": format_pct(row["fwd_vol_p10"], 2),
+            "vol p90": format_pct(row["fwd_vol_p90"], 2),
         })
     return pd.DataFrame(out)
 
@@ -82,9 +90,9 @@ def hmm_table(ev: Evaluation) -> pd.DataFrame:
     if not ev.hmm:
         return pd.DataFrame(columns=["figure", "value"])
     rows = [("bars with an HMM label", f"{ev.hmm['bars']:,}")]
-    rows += [(f"share labelled {label.replace('_', ' ')}", _pct(share))
+    rows += [(f"share labelled {label.replace('_', ' ')}", format_pct(share))
              for label, share in ev.hmm["label_shares"].items()]
-    rows += [("high-volatility fwd_vol_ratio", _num(ev.hmm["fwd_vol_ratio"], 2)),
+    rows += [("high-volatility fwd_vol_ratio", format_num(ev.hmm["fwd_vol_ratio"], 2)),
              ("label changes", f"{ev.hmm['label_changes']:,}")]
     return pd.DataFrame(rows, columns=["figure", "value"])
 
@@ -98,8 +106,8 @@ def events_table(ev: Evaluation) -> pd.DataFrame:
         "event": ev.events["event"],
         "start": [f"{t:%Y-%m-%d %H:%M}" for t in ev.events["start"]],
         "end": [f"{t:%Y-%m-%d %H:%M}" for t in ev.events["end"]],
-        "bars": ev.events["bars"], "move": [_pct(v) for v in ev.events["move"]],
-        "low": [_pct(v) for v in ev.events["low"]], "regimes (bars)": ev.events["regimes"]})
+        "bars": ev.events["bars"], "move": [format_pct(v) for v in ev.events["move"]],
+        "low": [format_pct(v) for v in ev.events["low"]], "regimes (bars)": ev.events["regimes"]})
 
 
 def _html_table(frame: pd.DataFrame, css: str = "") -> str:
