@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SENTIMENT_DB ?= data/sentiment.duckdb
 
-.PHONY: install demo test up bench lint clean
+.PHONY: install demo test up bench bench-quality lint clean
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,12 @@ bench: install
 	$(BIN)/python bench/bench_hmm.py
 	$(BIN)/python bench/bench_dashboard.py
 	$(BIN)/python bench/bench_stream.py
+
+# Regime quality over full recorded histories (not bundled: several MB). DATA is a directory
+# with klines/, funding/ and fng/ as described in bench/bench_quality.py.
+bench-quality: install
+	@test -n "$(DATA)" || (echo "usage: make bench-quality DATA=path/to/recorded/data" && false)
+	$(BIN)/python bench/bench_quality.py $(DATA)
 
 lint: install
 	$(BIN)/ruff check .
