@@ -108,13 +108,14 @@ def newest_rows(store: Store) -> Newest:
 # --------------------------------------------------------------------------- ingestion
 
 
-def ingest_new(store: Store, config: Config, bybit: BybitClient,
-               fear_greed: FearGreedClient | None, now: dt.datetime) -> dict[str, int]:
-    """Fetch and store everything published since the newest stored row, up to ``now``.
+def fetch_new(store: Store, config: Config, bybit: BybitClient,
+              fear_greed: FearGreedClient | None, now: dt.datetime) -> dict[str, pd.DataFrame]:
+    """Everything published since the newest stored row, up to ``now``, by table.
 
-    The requests go out concurrently (each client's rate limit still holds); the rows are
-    stored in one transaction once every request has answered, so a failed request stores
-    nothing.
+    The requests go out concurrently (each client's rate limit still holds). Nothing is
+    written here, and no connection to the database stays open while they wait: the caller
+    stores the rows in one transaction once every request has answered, so a failed request
+    stores nothing and a slow peer never holds the write lock.
     """
     start_default = dt.datetime.combine(config.start_date, dt.time())
     ex = config.exchange_data
@@ -158,11 +159,8 @@ def ingest_new(store: Store, config: Config, bybit: BybitClient,
             if table == "fear_greed":
                 frame = frame[frame["ts"] <= pd.Timestamp(now)]
             upserts.setdefault(table, []).append(frame)
-    frames = {t: pd.concat([f for f in fs if len(f)], ignore_index=True)
-              for t, fs in upserts.items() if any(len(f) for f in fs)}
-    if frames:
-        store.write(upsert=frames)
-    return {t: len(f) for t, f in frames.items()}
+    return {t: pd.concat([f for f in fs if len(f)], ignore_index=True)
+            for t, fs in upserts.items() if any(len(f) for f in fs)}
 
 
 # --------------------------------------------------------------------------- due rules
@@ -383,21 +381,28 @@ def live_update(store: Store, config: Config, bybit: BybitClient,
                 fear_greed: FearGreedClient | None = None,
                 staging: Staging | None = None) -> LiveResult:
     """Bring every configured symbol and interval up to the exchange's clock (loading the
-    stream's staged files first, when ``staging`` is given)."""
-    with store.session():
-        return _live_update(store, config, bybit, fear_greed, staging)
+    stream's staged files first, when ``staging`` is given).
 
-
-def _live_update(store: Store, config: Config, bybit: BybitClient,
-                 fear_greed: FearGreedClient | None, staging: Staging | None) -> LiveResult:
+    The exchange is asked first, with no connection to the database open; the write lock is
+    taken only afterwards, to load, compute and commit (a hanging peer used to hold it for
+    minutes, and every reader with it)."""
     now = _naive(bybit.server_time())
+    fetched = fetch_new(store, config, bybit, fear_greed, now)
+    with store.session():
+        return _live_update(store, config, now, fetched, staging)
+
+
+def _live_update(store: Store, config: Config, now: dt.datetime,
+                 fetched: dict[str, pd.DataFrame], staging: Staging | None) -> LiveResult:
     result = LiveResult()
     if staging is not None:
         try:
             result.staged = load_staged(store, staging).rows
         except StagingError as exc:  # the good files were loaded; the bad ones set aside
             result.staging_error = str(exc)
-    result.ingested = ingest_new(store, config, bybit, fear_greed, now)
+    if fetched:
+        store.write(upsert=fetched)
+    result.ingested = {t: len(f) for t, f in fetched.items()}
     history, transitions, states, models = [], [], [], []
     newest = newest_rows(store)
     streams = stream_limits(store, config, now)

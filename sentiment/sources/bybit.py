@@ -11,7 +11,10 @@ naive-UTC ``datetime64[ns]``, numbers as float64.
 
 Bybit lists come newest first and each endpoint caps its page size, so ranges are read
 backwards page by page; every row of every page is validated, and any unusable value raises a
-:class:`~sentiment.errors.SourceError` naming the endpoint, the symbol and the API field.
+:class:`~sentiment.errors.SourceError` naming the endpoint, the symbol and the API field. An
+impossible value (a price <= 0, high < low, a negative size, a ratio outside [0, 1], a funding
+rate beyond any exchange cap, a row stamped after the response, two rows with one key and
+different values) rejects the whole answer: nothing of it reaches storage (DESIGN 9.3).
 
 The ``parse_*`` functions turn one decoded response into rows without any I/O, so recorded
 responses can be checked directly.
@@ -33,9 +36,11 @@ from sentiment.errors import TransientSourceError
 from sentiment.sources.http import (
     MAX_EPOCH_MS,
     HttpTransport,
+    Range,
     RateLimit,
     ResponseContext,
     Retry,
+    check_rows,
     dict_column,
     float_column,
     ms_column,
@@ -75,6 +80,23 @@ TRANSIENT_RET_CODES = {10006: "rate limit", 10000: "server timeout", 10016: "ser
 KLINE_FIELDS = ("startTime", "openPrice", "highPrice", "lowPrice", "closePrice", "volume",
                 "turnover")
 
+#: Plausible values. A price is > 0 and at most 1e12 (seven orders of magnitude above
+#: Bitcoin's; products and squares of such values stay far from float64's 1.8e308, unlike the
+#: 1e308 that once turned later scores NULL). A size (volume, turnover, open interest) is >= 0
+#: and at most 1e15: a meme coin's weekly spot volume is of the order of 1e14 base coins.
+PRICE = Range(0.0, 1e12, open_low=True)
+SIZE = Range(0.0, 1e15)
+RATIO = Range(0.0, 1.0)
+#: Funding per settlement, as a fraction. Exchanges cap it per contract: Bybit's
+#: ``upperFundingRate`` is 0.375 % to a few % (Binance's widened caps stop at 3 %), so 5 % is
+#: above any real settled or predicted rate and far below the 90 % of a broken answer.
+FUNDING = Range(-0.05, 0.05)
+#: buyRatio + sellRatio is 1 up to rounding (Bybit sends 4 decimals; 2 in some answers).
+RATIO_SUM_TOLERANCE = 0.01
+#: A row's key column -> its name in Bybit's answers, for errors.
+KEY_FIELDS = {"open_time": "startTime", "funding_time": "fundingRateTimestamp",
+              "ts": "timestamp", "symbol": "symbol"}
+
 KLINE_COLUMNS = ["symbol", "interval", "open_time", "open", "high", "low", "close", "volume",
                  "turnover"]
 FUNDING_COLUMNS = ["symbol", "funding_time", "funding_rate"]
@@ -102,6 +124,15 @@ TICKER_FIELDS = {
     "ask1_size": "ask1Size",
 }
 TICKER_COLUMNS = ["symbol", "ts", *TICKER_FIELDS]
+TICKER_RANGES = {
+    **dict.fromkeys(["last_price", "mark_price", "index_price", "prev_price_24h",
+                     "high_price_24h", "low_price_24h", "prev_price_1h", "bid1_price",
+                     "ask1_price"], PRICE),
+    **dict.fromkeys(["open_interest", "open_interest_value", "turnover_24h", "volume_24h",
+                     "bid1_size", "ask1_size"], SIZE),
+    "price_24h_pcnt": Range(-1.0, PRICE.high),
+    "funding_rate": FUNDING,
+}
 
 KLINE_PATH = "/v5/market/kline"
 FUNDING_PATH = "/v5/market/funding/history"
@@ -222,6 +253,18 @@ def _kline_page(
         data = _kline_columns(rows, ctx)
     frame = _frame(KLINE_COLUMNS, {"symbol": symbol or "", "interval": interval, **data},
                    len(rows))
+    # The whole page, the bar in progress included: one impossible row spoils the answer.
+    high, low = frame["high"], frame["low"]
+    check_rows(
+        frame, ctx, key="open_time", key_field="startTime", not_after=server_time,
+        ranges={c: (f, PRICE if "Price" in f else SIZE)
+                for c, f in zip(KLINE_COLUMNS[3:], KLINE_FIELDS[1:], strict=True)},
+        rules=[("highPrice", high < low, "highPrice {high} is below lowPrice {low}")] + [
+            (f"{c}Price", (frame[c] < low) | (frame[c] > high),
+             f"{c}Price {{{c}}} is outside [lowPrice {{low}}, highPrice {{high}}]")
+            for c in ("open", "close")
+        ],
+    )
     return frame, server_time
 
 
@@ -283,7 +326,14 @@ def _closed(frame: pd.DataFrame, interval_ms: int, server_time: pd.Timestamp | N
     return frame.loc[closes <= server_time]
 
 
-def _tidy(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+def _tidy(frame: pd.DataFrame, key: str, ctx: ResponseContext, payload: Any = None,
+          **checks: Any) -> pd.DataFrame:
+    """Validate the rows (:func:`~sentiment.sources.http.check_rows` with ``checks``; the
+    response's ``time``, when ``payload`` carries one, bounds the keys), then sort them by
+    ``key`` and keep one of each exact duplicate."""
+    has_time = isinstance(payload, dict) and "time" in payload
+    check_rows(frame, ctx, key=key, key_field=KEY_FIELDS[key],
+               not_after=response_time(payload, ctx) if has_time else None, **checks)
     return (
         frame.sort_values(key, kind="stable")
         .drop_duplicates(subset=[key], keep="first")
@@ -308,7 +358,7 @@ def parse_klines(
     frame, server_time = _kline_page(payload, ctx, symbol, code)
     if closed_only:
         frame = _closed(frame, length, server_time, ctx)
-    return _tidy(frame, "open_time")
+    return _tidy(frame, "open_time", ctx)
 
 
 def parse_funding(
@@ -331,7 +381,8 @@ def parse_funding(
         },
         len(rows),
     )
-    return _tidy(frame, "funding_time")
+    return _tidy(frame, "funding_time", ctx, payload,
+                 ranges={"funding_rate": ("fundingRate", FUNDING)})
 
 
 def parse_open_interest(
@@ -359,7 +410,7 @@ def parse_open_interest(
         },
         len(rows),
     )
-    return _tidy(frame, "ts")
+    return _tidy(frame, "ts", ctx, payload, ranges={"open_interest": ("openInterest", SIZE)})
 
 
 def parse_long_short(
@@ -384,7 +435,13 @@ def parse_long_short(
         },
         len(rows),
     )
-    return _tidy(frame, "ts")
+    return _tidy(
+        frame, "ts", ctx, payload,
+        ranges={"buy_ratio": ("buyRatio", RATIO), "sell_ratio": ("sellRatio", RATIO)},
+        rules=[("buyRatio",
+                (frame["buy_ratio"] + frame["sell_ratio"] - 1).abs() > RATIO_SUM_TOLERANCE,
+                "buyRatio {buy_ratio} + sellRatio {sell_ratio} is not 1")],
+    )
 
 
 def parse_tickers(
@@ -415,7 +472,12 @@ def parse_tickers(
         else:
             data[column] = float_column(values, field, ctx, allow_empty=True)
     frame = _frame(TICKER_COLUMNS, data, len(rows))
-    return _tidy(frame, "symbol")
+    return _tidy(
+        frame, "symbol", ctx,
+        ranges={c: (TICKER_FIELDS[c], r) for c, r in TICKER_RANGES.items()},
+        rules=[("highPrice24h", frame["high_price_24h"] < frame["low_price_24h"],
+                "highPrice24h {high_price_24h} is below lowPrice24h {low_price_24h}")],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -548,7 +610,7 @@ class BybitClient:
         if start_ts < end_ts:
             _page_by_end(fetch, start_ts, end_ts, KLINE_PAGE, "open_time", ctx)
         return _assemble(frames, KLINE_COLUMNS, "open_time", start_ts, end_ts,
-                         {"symbol": symbol, "interval": code})
+                         {"symbol": symbol, "interval": code}, ctx)
 
     def funding_history(self, symbol: str, start: Any, end: Any) -> pd.DataFrame:
         """Settled funding rates with ``start <= funding_time < end``."""
@@ -571,7 +633,7 @@ class BybitClient:
         if start_ts < end_ts:
             _page_by_end(fetch, start_ts, end_ts, FUNDING_PAGE, "funding_time", ctx)
         return _assemble(frames, FUNDING_COLUMNS, "funding_time", start_ts, end_ts,
-                         {"symbol": symbol})
+                         {"symbol": symbol}, ctx)
 
     def open_interest(self, symbol: str, interval_time: str, start: Any, end: Any
                       ) -> pd.DataFrame:
@@ -592,7 +654,7 @@ class BybitClient:
                 frames, start_ts, end_ts, ctx,
             )
         return _assemble(frames, OPEN_INTEREST_COLUMNS, "ts", start_ts, end_ts,
-                         {"symbol": symbol, "interval": interval_time})
+                         {"symbol": symbol, "interval": interval_time}, ctx)
 
     def long_short_ratio(self, symbol: str, period: str, start: Any, end: Any) -> pd.DataFrame:
         """Share of accounts long / short per ``period`` with ``start <= ts < end``."""
@@ -612,7 +674,7 @@ class BybitClient:
                 frames, start_ts, end_ts, ctx,
             )
         return _assemble(frames, LONG_SHORT_COLUMNS, "ts", start_ts, end_ts,
-                         {"symbol": symbol, "period": period})
+                         {"symbol": symbol, "period": period}, ctx)
 
     def tickers(self, symbol: str | None = None) -> pd.DataFrame:
         """Latest ticker of ``symbol``, or of every symbol of the category when ``None``."""
@@ -695,8 +757,10 @@ def _assemble(
     start: pd.Timestamp,
     end: pd.Timestamp,
     labels: dict[str, str],
+    ctx: ResponseContext,
 ) -> pd.DataFrame:
-    """Concatenate pages, keep ``[start, end)``, sort ascending, de-duplicate on the key."""
+    """Concatenate pages, keep ``[start, end)``, sort ascending, de-duplicate on the key
+    (rows of two pages with one key and different values are an error too)."""
     frames = [f for f in frames if not f.empty]
     if not frames:
         return _empty(columns, labels)
@@ -704,7 +768,7 @@ def _assemble(
     frame = frame.loc[(frame[key] >= start) & (frame[key] < end)]
     if frame.empty:
         return _empty(columns, labels)
-    return _tidy(frame, key)[columns]
+    return _tidy(frame, key, ctx)[columns]
 
 
 def _empty(columns: list[str], labels: dict[str, str]) -> pd.DataFrame:

@@ -23,8 +23,10 @@ import pandas as pd
 
 from sentiment.sources.http import (
     HttpTransport,
+    Range,
     RateLimit,
     ResponseContext,
+    check_rows,
     dict_column,
     float_column,
     seconds_column,
@@ -44,13 +46,14 @@ COLUMNS = ["ts", "value", "classification"]
 def parse_fear_greed(payload: Any, *, ctx: ResponseContext | None = None) -> pd.DataFrame:
     """Rows of one Fear & Greed response: ``ts`` (day), ``value``, ``classification``.
 
-    Ascending by day and de-duplicated (the first listed row of a day wins).
+    Ascending by day; a day listed twice with the same value and label is kept once.
 
     Raises
     ------
     SourceError
-        ``metadata.error`` is set, a field is missing, ``value`` is not a number in
-        [0, 100], ``timestamp`` is not Unix seconds, or the classification is empty.
+        ``metadata.error`` is set, a field is missing, ``value`` is not a whole number in
+        [0, 100], ``timestamp`` is not Unix seconds, the classification is empty, or one day
+        is listed twice with different values.
     """
     ctx = ctx or ResponseContext(SOURCE, ENDPOINT)
     if not isinstance(payload, dict):
@@ -61,11 +64,6 @@ def parse_fear_greed(payload: Any, *, ctx: ResponseContext | None = None) -> pd.
                         field="metadata.error")
     rows = ctx.require_list(payload, "data")
     values = float_column(dict_column(rows, "value", ctx), "value", ctx)
-    out_of_range = (values < 0) | (values > 100)
-    if out_of_range.any():
-        i = int(np.flatnonzero(out_of_range)[0])
-        raise ctx.error(f"value {rows[i]['value']!r} is outside [0, 100] (row {i})",
-                        field="value")
     labels = dict_column(rows, "value_classification", ctx)
     for i, label in enumerate(labels):
         if not isinstance(label, str) or not label.strip():
@@ -82,6 +80,9 @@ def parse_fear_greed(payload: Any, *, ctx: ResponseContext | None = None) -> pd.
         },
         columns=COLUMNS,
     )
+    check_rows(frame, ctx, key="ts", key_field="timestamp",
+               ranges={"value": ("value", Range(0.0, 100.0))},
+               rules=[("value", values != np.floor(values), "value {value} is not a whole number")])
     return (
         frame.sort_values("ts", kind="stable")
         .drop_duplicates(subset=["ts"], keep="first")

@@ -29,12 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 import requests
+import urllib3
 
 from sentiment.errors import SourceBlockedError, SourceError, TransientSourceError
 
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: First characters of an unusable body quoted in an error message.
 BODY_EXCERPT_CHARS = 100
+#: The largest response body read (Bybit's biggest page, 1000 klines, is about 100 kB; the
+#: full Fear & Greed history about 300 kB). A larger one is refused, never held in memory.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 #: Largest Unix time in milliseconds that ``datetime64[ns]`` can hold (year 2262).
 MAX_EPOCH_MS = np.iinfo(np.int64).max // 1_000_000
@@ -265,13 +270,23 @@ class HttpTransport:
                 self._sleep(self._retry_delay(attempt - 1, hint))
                 hint = None
             bucket.acquire()
+            # ``timeout`` is the attempt's total deadline: connect, headers and the whole
+            # body (requests' own timeout only bounds each socket read, so a peer trickling
+            # one byte at a time could keep an attempt alive for minutes).
+            deadline = time.monotonic() + self.timeout
             try:
-                response = self.session.get(url, params=params, timeout=self.timeout)
-            except requests.Timeout as exc:
+                response = self.session.get(url, params=params, timeout=self.timeout,
+                                            stream=True)
+                try:
+                    response._content = _read_body(response, deadline, ctx)
+                finally:
+                    response.close()
+            except (requests.Timeout, urllib3.exceptions.TimeoutError, _DeadlineError) as exc:
                 cause = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
                 self._log_retry(ctx, attempt, cause)
                 continue
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError) as exc:
                 # ChunkedEncodingError: the connection dropped while the body was being read.
                 cause = f"connection failed ({type(exc).__name__}: {exc})"
                 self._log_retry(ctx, attempt, cause)
@@ -331,6 +346,41 @@ class HttpTransport:
         return epoch_ms / 1000.0 - self._now()
 
 
+class _DeadlineError(Exception):
+    """An attempt's total deadline passed while its body was still arriving."""
+
+
+def _read_body(response: requests.Response, deadline: float, ctx: ResponseContext) -> bytes:
+    """The whole (decoded) body before ``deadline``, at most :data:`MAX_BODY_BYTES`.
+
+    Each socket read may wait only until the deadline, so the attempt ends on time however
+    slowly the peer sends.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ctx.error(f"response body of {int(declared):,} bytes is over the "
+                        f"{MAX_BODY_BYTES:,}-byte cap", field="body")
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _DeadlineError(f"body still arriving after {size:,} bytes")
+        if sock is not None:
+            sock.settimeout(remaining)
+        # read1: whatever has arrived (read() would wait to fill the whole chunk).
+        chunk = response.raw.read1(_CHUNK, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ctx.error(f"response body over the {MAX_BODY_BYTES:,}-byte cap",
+                            field="body")
+        chunks.append(chunk)
+
+
 def _excerpt(text: str) -> str:
     text = " ".join(text.split())
     if len(text) > BODY_EXCERPT_CHARS:
@@ -353,6 +403,8 @@ def _decode(response: requests.Response, ctx: ResponseContext) -> Any:
         raise ctx.error(
             f"response is not JSON: {_excerpt(response.text)}", field="body"
         ) from None
+    except RecursionError:  # json's recursive decoder on a hostile nesting depth
+        raise ctx.error("response JSON is nested too deeply to decode", field="body") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,6 +536,79 @@ def _epoch_column(
     out = ns.view("datetime64[ns]").copy()
     out[~present] = np.datetime64("NaT")
     return out
+
+
+class Range(NamedTuple):
+    """The values a column may take: ``low <= x <= high``, or ``low < x`` when ``open_low``."""
+
+    low: float
+    high: float
+    open_low: bool = False
+
+    def __str__(self) -> str:
+        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+
+
+#: A row stamped later than the response's own ``time`` by more than this is impossible: a
+#: row carries the start of its bar or period (or its settlement), never a time ahead of the
+#: clock serving it; the margin only absorbs skew between the exchange's own servers.
+MAX_CLOCK_SKEW = pd.Timedelta(minutes=5)
+
+
+def check_rows(
+    frame: pd.DataFrame,
+    ctx: ResponseContext,
+    *,
+    key: str,
+    key_field: str,
+    ranges: Mapping[str, tuple[str, Range]] | None = None,
+    rules: Sequence[tuple[str, Any, str]] = (),
+    not_after: pd.Timestamp | None = None,
+) -> None:
+    """Reject a whole answer that holds an impossible value, before any of it is stored.
+
+    ``frame`` holds the parsed rows in response order (row ``i`` is the answer's ``i``-th
+    item). Checked in this order, the first failure raising a :class:`SourceError` that names
+    the API field, the row and its key:
+
+    * ``ranges``: column -> (API field, :class:`Range`). NaN reads as "absent" and passes
+      (tickers send ``""`` for fields that do not apply; required fields never get here as
+      NaN, :func:`float_column` refuses them); an infinity is outside every range.
+    * ``rules``: (API field, bad-row mask, message) for relations between columns; the
+      message is formatted with the offending row's columns, e.g. ``"{high} < {low}"``.
+    * ``not_after``: the response's time; a key later than it (+ :data:`MAX_CLOCK_SKEW`).
+    * Rows sharing the key (``key_field`` on the wire) must be identical: exact duplicates
+      pass (the caller keeps one), conflicting ones raise.
+    """
+
+    def fail(i: int, field: str, text: str) -> None:
+        raise ctx.error(f"{text} (row {i}, {key_field} {frame[key].iloc[i]})", field=field)
+
+    for column, (field, bound) in (ranges or {}).items():
+        values = frame[column].to_numpy(np.float64)
+        above = values > bound.low if bound.open_low else values >= bound.low
+        bad = ~(above & (values <= bound.high)) & ~np.isnan(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            fail(i, field, f"{field} {float(values[i])!r} is outside {bound}")
+    for field, mask, text in rules:
+        bad = np.asarray(mask, dtype=bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            fail(i, field, text.format(**frame.iloc[i].to_dict()))
+    if not_after is not None:
+        late = (frame[key] > not_after + MAX_CLOCK_SKEW).to_numpy()
+        if late.any():
+            i = int(np.flatnonzero(late)[0])
+            fail(i, key_field, f"a row is stamped after the response's time {not_after}")
+    shared = frame.duplicated(subset=[key], keep=False).to_numpy()
+    if shared.any():
+        distinct = frame.iloc[np.flatnonzero(shared)].drop_duplicates()
+        clash = distinct.duplicated(subset=[key], keep=False).to_numpy()
+        if clash.any():
+            value = distinct[key].iloc[int(np.flatnonzero(clash)[0])]
+            rows = np.flatnonzero((frame[key] == value).to_numpy()).tolist()
+            fail(rows[-1], key_field, f"rows {rows} have one {key_field} but different values")
 
 
 def to_utc(value: Any, *, name: str = "time") -> pd.Timestamp:

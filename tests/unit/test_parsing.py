@@ -334,11 +334,155 @@ def test_fear_greed_timestamp_is_unix_seconds():
     assert info.value.field == "timestamp"
 
 
-def test_fear_greed_duplicate_day_is_kept_once():
+def test_fear_greed_exact_duplicate_day_is_kept_once():
     payload = load("fng.json")
-    payload["data"].append(dict(payload["data"][1], value="35"))
+    payload["data"].append(dict(payload["data"][1]))
     frame = parse_fear_greed(payload)
     assert frame["value"].tolist() == [33.0, 47.0]
+
+
+# -- impossible values: the whole answer is rejected, naming the field -------------------------
+
+KLINE_FIXTURE = "kline_linear_BTCUSDT_1h_ccxt.json"
+
+
+def _set(index, key, value):
+    def edit(rows):
+        rows[index][key] = value
+
+    return edit
+
+
+def _same_key(index, key, **changes):
+    """Row ``index`` takes row 0's key and other values: a conflicting duplicate."""
+
+    def edit(rows):
+        rows[index].update({key: rows[0][key], **changes})
+
+    return edit
+
+
+def _kline_same_start(rows):
+    rows[2] = list(rows[1])
+    rows[2][5] = str(float(rows[1][5]) + 1)  # the volume
+
+
+def _kline_swap_high_low(rows):
+    rows[1][2], rows[1][3] = rows[1][3], rows[1][2]
+
+
+def _kline_late(rows):
+    rows[0][0] = "1806637600000"  # 2027, the response's time is 2024-02-01
+
+
+def _funding_late(rows):
+    rows[0]["fundingRateTimestamp"] = "1672151897447"  # a day after the response
+
+
+def _parse(name):
+    return {
+        KLINE_FIXTURE: lambda p: parse_klines(p, interval="60", symbol="BTCUSDT",
+                                              closed_only=False),
+        "funding_history.json": lambda p: parse_funding(p, symbol="ETHPERP"),
+        "open_interest.json": lambda p: parse_open_interest(p, interval_time="1d"),
+        "account_ratio.json": lambda p: parse_long_short(p, period="1h"),
+        "tickers.json": lambda p: parse_tickers(p, symbol="BTCUSDT"),
+    }[name]
+
+
+HOSTILE = [
+    ("kline_negative_open", KLINE_FIXTURE, _set(1, 1, "-43488"), "openPrice"),
+    ("kline_zero_low", KLINE_FIXTURE, _set(1, 3, "0"), "lowPrice"),
+    ("kline_high_below_low", KLINE_FIXTURE, _kline_swap_high_low, "highPrice"),
+    ("kline_close_above_high", KLINE_FIXTURE, _set(1, 4, "99999"), "closePrice"),
+    ("kline_negative_volume", KLINE_FIXTURE, _set(1, 5, "-1"), "volume"),
+    ("kline_negative_turnover", KLINE_FIXTURE, _set(1, 6, "-0.5"), "turnover"),
+    ("kline_price_1e308", KLINE_FIXTURE, _set(1, 2, "1e308"), "highPrice"),
+    ("kline_price_above_1e12", KLINE_FIXTURE, _set(1, 2, "2e12"), "highPrice"),
+    ("kline_volume_1e308", KLINE_FIXTURE, _set(1, 5, "1e308"), "volume"),
+    ("kline_after_response_time", KLINE_FIXTURE, _kline_late, "startTime"),
+    ("kline_conflicting_duplicate", KLINE_FIXTURE, _kline_same_start, "startTime"),
+    ("funding_90_percent", "funding_history.json", _set(0, "fundingRate", "0.9"),
+     "fundingRate"),
+    ("funding_minus_6_percent", "funding_history.json", _set(0, "fundingRate", "-0.06"),
+     "fundingRate"),
+    ("funding_after_response_time", "funding_history.json", _funding_late,
+     "fundingRateTimestamp"),
+    ("open_interest_negative", "open_interest.json", _set(2, "openInterest", "-1"),
+     "openInterest"),
+    ("open_interest_1e308", "open_interest.json", _set(2, "openInterest", "1e308"),
+     "openInterest"),
+    ("open_interest_conflicting_duplicate", "open_interest.json",
+     _same_key(2, "timestamp", openInterest="1"), "timestamp"),
+    ("buy_ratio_above_1", "account_ratio.json", _set(0, "buyRatio", "1.2"), "buyRatio"),
+    ("sell_ratio_negative", "account_ratio.json", _set(1, "sellRatio", "-0.5"), "sellRatio"),
+    ("ratios_far_from_summing_to_1", "account_ratio.json", _set(1, "buyRatio", "0.9"),
+     "buyRatio"),
+    ("ratio_conflicting_duplicate", "account_ratio.json",
+     _same_key(1, "timestamp", buyRatio="0.6", sellRatio="0.4"), "timestamp"),
+    ("ticker_zero_mark_price", "tickers.json", _set(0, "markPrice", "0"), "markPrice"),
+    ("ticker_negative_volume", "tickers.json", _set(0, "volume24h", "-1"), "volume24h"),
+    ("ticker_funding_90_percent", "tickers.json", _set(0, "fundingRate", "0.9"),
+     "fundingRate"),
+]
+
+
+@pytest.mark.parametrize(("case", "name", "edit", "field"), HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_an_impossible_value_rejects_the_answer(case, name, edit, field):
+    payload = load(name)
+    edit(payload["result"]["list"])
+    with pytest.raises(SourceError) as info:
+        _parse(name)(payload)
+    err = info.value
+    assert err.field == field and err.source == "bybit" and not err.transient
+    assert str(err).startswith(("rows ", "a row ", field)) and "(row " in str(err)
+
+
+def test_an_exact_duplicate_row_is_kept_once():
+    payload = load(KLINE_FIXTURE)
+    rows = payload["result"]["list"]
+    rows.insert(1, list(rows[1]))
+    pd.testing.assert_frame_equal(_parse(KLINE_FIXTURE)(payload),
+                                  _parse(KLINE_FIXTURE)(load(KLINE_FIXTURE)))
+
+
+def test_ratios_rounded_to_four_decimals_are_accepted():
+    payload = load("account_ratio.json")
+    payload["result"]["list"][0].update(buyRatio="0.3334", sellRatio="0.6667")
+    assert parse_long_short(payload, period="1h")["buy_ratio"].iloc[-1] == 0.3334
+
+
+def test_a_bar_in_progress_stamped_before_the_response_is_accepted():
+    payload = load(KLINE_FIXTURE)
+    payload["time"] = str(1706637600000 + 1)  # a millisecond into the newest bar
+    assert len(parse_klines(payload, interval="60", closed_only=False)) == 3
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (_set(0, "value", "50.5"), "value"),
+        (_set(0, "value", "1e308"), "value"),
+        (_same_key(1, "timestamp"), "timestamp"),
+        (_same_key(1, "timestamp", value_classification="Greed", value="47"), "timestamp"),
+    ],
+    ids=["fractional", "huge", "same_day_other_value", "same_day_other_label"],
+)
+def test_fear_greed_impossible_answers_are_named(edit, field):
+    payload = load("fng.json")
+    edit(payload["data"])
+    with pytest.raises(SourceError) as info:
+        parse_fear_greed(payload)
+    assert (info.value.source, info.value.field) == ("fear_greed", field)
+
+
+def test_fear_greed_same_day_stamped_twice_with_other_values_is_named():
+    payload = load("fng.json")
+    payload["data"].append(dict(payload["data"][0], value="12",
+                                timestamp=str(int(payload["data"][0]["timestamp"]) + 3600)))
+    with pytest.raises(SourceError, match="different values") as info:
+        parse_fear_greed(payload)
+    assert info.value.field == "timestamp"
 
 
 # -- helpers ---------------------------------------------------------------------------------
