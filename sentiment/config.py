@@ -10,6 +10,7 @@ had no effect (:data:`REMOVED_KEYS`) are errors that say what to use instead.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -46,6 +47,8 @@ PERIOD_MINUTES: dict[str, int] = {
     "4h": 240,
     "1d": 1440,
 }
+#: The first date a history may start: the Bitcoin genesis block.
+FIRST_START_DATE = dt.date(2009, 1, 3)
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 
 #: Keys that used to be accepted but never changed anything, and what to do instead. They
@@ -225,11 +228,14 @@ def _as_bool(value: Any, key: str, path: str | None) -> bool:
     raise _fail(key, f"expected true or false, got {_typename(value)}", path)
 
 
-def _as_int(value: Any, key: str, path: str | None, *, minimum: int | None = None) -> int:
+def _as_int(value: Any, key: str, path: str | None, *, minimum: int | None = None,
+            maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(key, f"expected an integer, got {_typename(value)}", path)
     if minimum is not None and value < minimum:
         raise _fail(key, f"must be >= {minimum}, got {value}", path)
+    if maximum is not None and value > maximum:
+        raise _fail(key, f"must be <= {maximum:,}, got {value:,}", path)
     return value
 
 
@@ -244,6 +250,8 @@ def _as_float(
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(key, f"expected a number, got {_typename(value)}", path)
     value = float(value)
+    if not math.isfinite(value):
+        raise _fail(key, f"expected a finite number, got {value}", path)
     if minimum is not None and value < minimum:
         raise _fail(key, f"must be >= {minimum}, got {value}", path)
     if maximum is not None and value > maximum:
@@ -361,6 +369,10 @@ def _validate(raw: Any, path: str | None) -> Config:
                 ) from None
         if not isinstance(value, dt.date):
             raise _fail(f"{k}.start_date", f"expected a date, got {_typename(value)}", path)
+        today = dt.datetime.now(dt.UTC).date()
+        if not FIRST_START_DATE <= value <= today:
+            raise _fail(f"{k}.start_date", f"must be between {FIRST_START_DATE} (no crypto "
+                        f"market data before) and today ({today}), got {value}", path)
         out["start_date"] = value
 
     def unit(v, key, p):
@@ -431,7 +443,7 @@ def _validate(raw: Any, path: str | None) -> Config:
     out["history"] = _section(
         data.get("history"), HistoryConfig, f"{k}.history", path,
         {
-            "buffer_size": pos_int,
+            "buffer_size": lambda v, key, p: _as_int(v, key, p, minimum=1, maximum=1_000_000),
             # SMA 200 must be able to reopen from the stored bars.
             "checkpoint_bars": lambda v, key, p: _as_int(v, key, p, minimum=250),
         },
@@ -446,10 +458,10 @@ def _validate(raw: Any, path: str | None) -> Config:
     sources = _section(
         data.get("sources"), SourcesConfig, f"{k}.sources", path,
         {
-            "timeout_seconds": positive,
-            "max_retries": nonneg_int,
+            "timeout_seconds": lambda v, key, p: _bounded(v, key, p, 300.0),
+            "max_retries": lambda v, key, p: _as_int(v, key, p, minimum=0, maximum=20),
             "backoff_base_seconds": positive,
-            "backoff_max_seconds": positive,
+            "backoff_max_seconds": lambda v, key, p: _bounded(v, key, p, 600.0),
         },
     )
     if sources.backoff_max_seconds < sources.backoff_base_seconds:
@@ -459,7 +471,8 @@ def _validate(raw: Any, path: str | None) -> Config:
     out["sources"] = sources
     out["live"] = _section(
         data.get("live"), LiveConfig, f"{k}.live", path,
-        {"sensor_interval_seconds": pos_int,
+        {"sensor_interval_seconds": lambda v, key, p: _as_int(v, key, p, minimum=1,
+                                                              maximum=86_400),
          "sensor_wait_seconds": lambda v, key, p: _as_float(v, key, p, minimum=0.0,
                                                             maximum=30.0)},
     )
@@ -470,8 +483,12 @@ def _validate(raw: Any, path: str | None) -> Config:
     )
     stream = _section(
         data.get("stream"), StreamConfig, f"{k}.stream", path,
-        {name: positive for name in ("sample_seconds", "ticker_seconds", "flush_seconds",
+        {name: positive for name in ("ticker_seconds", "flush_seconds",
                                      "ping_seconds", "dead_seconds", "max_backoff_seconds")}
+        # The stream samples the book in whole milliseconds; faster than 10 a second
+        # gives no more information and below 1 ms there is no slot at all.
+        | {"sample_seconds": lambda v, key, p: _as_float(v, key, p, minimum=0.1,
+                                                         maximum=60.0)}
         | {"liquidation_window_seconds": pos_int, "alive_seconds": pos_int},
     )
     if stream.dead_seconds <= stream.ping_seconds:
@@ -481,6 +498,39 @@ def _validate(raw: Any, path: str | None) -> Config:
                     "must be within the rolling hour (1 .. 3600)", path)
     out["stream"] = stream
     return Config(**out)
+
+
+#: Fields of a cron string: name, lowest and highest value (day of week 7 is Sunday too).
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31),
+                ("month", 1, 12), ("day of week", 0, 7))
+
+
+def cron_problem(text: Any) -> str | None:
+    """What is wrong with a standard 5-field cron string (numbers, ``*``, ``a-b``, ``/n``
+    steps and lists), or None. Names (``mon``) are not accepted: write numbers."""
+    if not isinstance(text, str) or len(text.split()) != 5:
+        return "five fields separated by spaces are needed"
+    for part, (name, lo, hi) in zip(text.split(), _CRON_FIELDS, strict=True):
+        for item in part.split(","):
+            base, _, step = item.partition("/")
+            if step and not (step.isdigit() and int(step) >= 1):
+                return f"bad step in the {name} field"
+            if base == "*":
+                continue
+            a, _, b = base.partition("-")
+            for number in (a, b) if b else (a,):
+                if not number.isdigit() or not lo <= int(number) <= hi:
+                    return f"the {name} field takes {lo}-{hi}, got {base!r}"
+            if b and int(a) > int(b):
+                return f"an empty range in the {name} field"
+    return None
+
+
+def _bounded(value: Any, key: str, path: str | None, maximum: float) -> float:
+    value = _as_float(value, key, path, maximum=maximum)
+    if value <= 0:
+        raise _fail(key, f"must be > 0, got {value}", path)
+    return value
 
 
 def _hmm_section(raw: Any, key: str, path: str | None) -> HMMConfig:
@@ -495,17 +545,18 @@ def _hmm_section(raw: Any, key: str, path: str | None) -> HMMConfig:
         return tuple(sorted(set(out)))
 
     def cron(v, k, p):
-        if not isinstance(v, str) or len(v.split()) != 5:
-            raise _fail(k, f"expected a 5-field cron string, got {v!r}", p)
+        problem = cron_problem(v)
+        if problem:
+            raise _fail(k, f"expected a 5-field cron string: {problem}, got {v!r}", p)
         return v
 
     hmm = _section(raw, HMMConfig, key, path, {
         "enabled": _as_bool,
-        "window_bars": lambda v, k, p: _as_int(v, k, p, minimum=50),
+        "window_bars": lambda v, k, p: _as_int(v, k, p, minimum=50, maximum=100_000),
         "min_bars": lambda v, k, p: _as_int(v, k, p, minimum=20),
         "n_states": n_states,
-        "restarts": lambda v, k, p: _as_int(v, k, p, minimum=1),
-        "n_iter": lambda v, k, p: _as_int(v, k, p, minimum=1),
+        "restarts": lambda v, k, p: _as_int(v, k, p, minimum=1, maximum=50),
+        "n_iter": lambda v, k, p: _as_int(v, k, p, minimum=1, maximum=10_000),
         "tol": lambda v, k, p: _as_float(v, k, p, minimum=0.0),
         "random_state": lambda v, k, p: _as_int(v, k, p, minimum=0),
         "volatility_window": lambda v, k, p: _as_int(v, k, p, minimum=2),

@@ -69,7 +69,27 @@ def test_unquoted_interval_is_read_as_its_code():
         ("sentiment:\n  dashboard: {refresh: 5}\n", "sentiment.dashboard.refresh",
          "unknown key"),
         ("sentiment:\n  stream: {sample_seconds: 0}\n", "sentiment.stream.sample_seconds",
-         "> 0"),
+         ">= 0.1"),
+        # Values a hostile or careless file brought in unnoticed (each used to load):
+        ("sentiment:\n  weights: {trend: .nan}\n", "sentiment.weights.trend", "finite"),
+        ("sentiment:\n  regime: {switch_margin: .inf}\n", "sentiment.regime.switch_margin",
+         "finite"),
+        ("sentiment:\n  stream: {sample_seconds: 0.0001}\n", "sentiment.stream.sample_seconds",
+         ">= 0.1"),
+        ("sentiment:\n  hmm: {retrain_cron: '61 1 * * 1'}\n", "sentiment.hmm.retrain_cron",
+         "minute field takes 0-59"),
+        ("sentiment:\n  hmm: {retrain_cron: 'every monday'}\n", "sentiment.hmm.retrain_cron",
+         "five fields"),
+        ("sentiment:\n  hmm: {retrain_cron: '0 1 * * 5-1'}\n", "sentiment.hmm.retrain_cron",
+         "empty range"),
+        ("sentiment:\n  sources: {max_retries: 100000000}\n", "sentiment.sources.max_retries",
+         "<= 20"),
+        ("sentiment:\n  sources: {timeout_seconds: 1.0e+9}\n",
+         "sentiment.sources.timeout_seconds", "<= 300"),
+        ("sentiment:\n  hmm: {window_bars: 1000000000000}\n", "sentiment.hmm.window_bars",
+         "<= 100,000"),
+        ("sentiment:\n  start_date: '1900-01-01'\n", "sentiment.start_date", "between 2009"),
+        ("sentiment:\n  start_date: '2999-01-01'\n", "sentiment.start_date", "and today"),
         ("sentiment:\n  stream: {ping_seconds: 30, dead_seconds: 20}\n",
          "sentiment.stream.dead_seconds", "longer than ping_seconds"),
         ("sentiment:\n  stream: {liquidation_window_seconds: 7200}\n",
@@ -132,3 +152,10 @@ def test_missing_file_and_broken_yaml_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML") as info:
         load_config(broken)
     assert str(broken) in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["0 1 * * 1", "*/15 * * * *", "0 0,12 1-15 * 0-6",
+                                  "30 23 31 12 7"])
+def test_valid_cron_strings_load(text):
+    assert parse_config(f"sentiment:\n  hmm: {{retrain_cron: '{text}'}}\n").hmm.retrain_cron \
+        == text
