@@ -20,6 +20,9 @@ their own timestamp. A bar has stream data when at least one liquidation or orde
 sample falls in it (the stream samples the book on a fixed cadence, so a running stream
 always leaves samples); without any, its liquidation and OBI inputs are missing (NULL), not
 zero. Open interest and long/short records are read at exactly the configured period.
+A stored liquidation whose notional (size x price, in float64) is not finite or above
+``MAX_NOTIONAL`` (a row loaded before the stream checked its pushes) is skipped with a
+warning, by the batch and the live code alike, so a backfill still equals the live run.
 
 :func:`asof_inputs` does this for whole arrays (batch); :class:`LiveInputs` keeps the same
 rules for one value at a time (live). Times are int64 milliseconds since the epoch; plain
@@ -28,6 +31,7 @@ numbers given as times are read as epoch milliseconds too.
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left, bisect_right
 from collections import deque
 
@@ -36,6 +40,9 @@ import pandas as pd
 
 from sentiment.config import PERIOD_MINUTES
 from sentiment.errors import InputError
+from sentiment.liquidations import MAX_NOTIONAL
+
+log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -185,6 +192,8 @@ def asof_inputs(
         out["fear_greed_index"] = _asof(close_ms, *s, FEAR_GREED_MAX_AGE_MS)
 
     liq = _bar_events(symbol, open_ms, close_ms, liquidations, "liquidations")
+    if liq is not None:
+        liq = _usable_liquidations(symbol, *liq)
     obi = _bar_events(symbol, open_ms, close_ms, orderbook_imbalance, "orderbook_imbalance")
     if liq is not None or obi is not None:
         n_bars = len(close_ms)
@@ -192,9 +201,8 @@ def asof_inputs(
         long_vol = np.zeros(n_bars)
         short_vol = np.zeros(n_bars)
         if liq is not None:
-            bar, df = liq
+            bar, df, notional = liq
             covered[bar] = True
-            notional = _finite(df, "size", symbol) * _finite(df, "price", symbol)
             is_long = (df["side"].astype(str) == LONG_LIQUIDATION_SIDE).to_numpy()
             long_vol = np.bincount(bar, weights=np.where(is_long, notional, 0.0),
                                    minlength=n_bars)
@@ -225,6 +233,31 @@ def _finite(df, column, symbol) -> np.ndarray:
     if not np.isfinite(values).all():
         raise InputError("stream", "missing or non-finite value", symbol=symbol, field=column)
     return values
+
+
+def usable_notional(notional: float) -> bool:
+    """Whether a liquidation's size x price can count: finite and at most MAX_NOTIONAL (the
+    one rule of the batch and the live code)."""
+    return abs(notional) <= MAX_NOTIONAL  # False for NaN and infinities (arrays too)
+
+
+def _usable_liquidations(symbol, bar, df):
+    """(bar index, rows, notional) of the liquidations that can count; the others are
+    skipped with a warning. None if none is left."""
+    size = pd.to_numeric(df["size"], errors="coerce").to_numpy(dtype=np.float64)
+    price = pd.to_numeric(df["price"], errors="coerce").to_numpy(dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        notional = size * price
+        keep = usable_notional(notional)
+    if not keep.all():
+        first = df[~keep].iloc[0]
+        log.warning("liquidations %s: %d stored row(s) skipped, size x price not finite or "
+                    "above %g (the first at %s: size %r, price %r)", symbol,
+                    int((~keep).sum()), MAX_NOTIONAL, first["ts"], first["size"],
+                    first["price"])
+        if not keep.any():
+            return None
+    return bar[keep], df[keep], notional[keep]
 
 
 def _bar_events(symbol, open_ms, close_ms, frame, source):
@@ -338,8 +371,13 @@ class LiveInputs:
         self.events.append((ts, kind, a, b))
 
     def add_liquidation(self, ts: int, side: str, size: float, price: float) -> None:
+        notional = float(size) * float(price)
+        if not usable_notional(notional):
+            log.warning("liquidations: a row at %s skipped, size x price not finite or above "
+                        "%g (size %r, price %r)", ts, MAX_NOTIONAL, size, price)
+            return
         long = side == LONG_LIQUIDATION_SIDE
-        self._event(ts, 0 if long else 1, size * price, 0.0)
+        self._event(ts, 0 if long else 1, notional, 0.0)
 
     def add_obi(self, ts: int, obi: float) -> None:
         self._event(ts, 2, obi, 0.0)

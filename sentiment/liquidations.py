@@ -11,6 +11,11 @@ long position liquidated, "Sell" a short one. Over the last ``window`` (5 min by
   whole hour has been watched (before that, the average is not an hour's: ``warming_up``);
 * **squeeze**: "long" when long liquidations are more than 80 % of the window's volume,
   "short" when short ones are.
+
+What the stream may take from a push is bounded here (DESIGN 9.3: impossible values stop at
+the boundary): :func:`check_liquidation` is the one check of a pushed liquidation, and
+``MAX_PRICE`` / ``MAX_SIZE`` bound every price and size or amount the stream keeps (books and
+tickers too).
 """
 
 from __future__ import annotations
@@ -25,6 +30,41 @@ LONG_SIDE = "Buy"
 CASCADE_RATIO = 3.0
 SQUEEZE_SHARE = 0.8
 HOUR_MS = 3_600_000
+
+#: The largest price taken (quote coin per unit; BTC is about 1e5) and the largest size or
+#: amount (1e15 < 2**53, so whole numbers stay exact; the largest 24 h turnover on Bybit is
+#: about 1e10). Both are orders of magnitude above any real value, and their product is at
+#: most 1e27: a sum of a billion notionals stays below 1e36, nowhere near float64's 1.8e308.
+MAX_PRICE = 1e12
+MAX_SIZE = 1e15
+MAX_NOTIONAL = MAX_PRICE * MAX_SIZE
+#: A liquidation's time ``T`` against the time ``ts`` of the push carrying it. Bybit pushes
+#: ``allLiquidation`` every 500 ms, so ``T`` is a moment before ``ts``; a little after it is
+#: clock skew between Bybit's services. The hour back leaves room for the replay exchange,
+#: whose clock may run thousands of times faster than the wall clock (its pushes then carry
+#: the last few replay minutes); a liquidation a month back, or in 2100, is refused.
+LIQUIDATION_AHEAD_MS = 60_000
+LIQUIDATION_LATE_MS = HOUR_MS
+
+
+def check_liquidation(symbol: str, when: int, side, size: float, price: float,
+                      pushed: int) -> None:
+    """Raise :class:`InputError` naming the field (Bybit's: ``S``, ``v``, ``p``, ``T``) if a
+    pushed liquidation is impossible: a side other than Buy/Sell, a size outside
+    (0, MAX_SIZE], a price outside (0, MAX_PRICE] (NaN and infinities included), or a time
+    ``when`` off the push's own time ``pushed`` (see ``LIQUIDATION_*_MS``)."""
+    if side not in ("Buy", "Sell"):
+        raise InputError("liquidations", f"side must be Buy or Sell, got {side!r}",
+                         symbol=symbol, field="S")
+    if not 0.0 < size <= MAX_SIZE:
+        raise InputError("liquidations", f"size {size!r} outside (0, {MAX_SIZE:g}]",
+                         symbol=symbol, field="v")
+    if not 0.0 < price <= MAX_PRICE:
+        raise InputError("liquidations", f"price {price!r} outside (0, {MAX_PRICE:g}]",
+                         symbol=symbol, field="p")
+    if not pushed - LIQUIDATION_LATE_MS <= when <= pushed + LIQUIDATION_AHEAD_MS:
+        raise InputError("liquidations", f"time {when} is {(when - pushed) / 1000:+.0f} s "
+                         f"from its push's time {pushed}", symbol=symbol, field="T")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ import pandas as pd
 from sentiment import hmm
 from sentiment.config import PERIOD_MINUTES, Config
 from sentiment.errors import CheckpointMismatch
+from sentiment.inputs import usable_notional
 from sentiment.history import history_frame, hmm_features, with_hmm
 from sentiment.models import HISTORY_COLUMNS
 from sentiment.pipeline import (
@@ -252,6 +253,8 @@ def _feed_inputs(tracker: MarketSentimentTracker, inputs: dict, since: dt.dateti
         return frame.itertuples(index=False)
 
     for r in since_checkpoint(inputs["liquidations"]):
+        if not usable_notional(float(r.size) * float(r.price)):
+            continue  # a stored row no bar can count (skipped by a backfill alike)
         tracker.on_liquidation({"ts": r.ts, "symbol": r.symbol, "side": r.side,
                                 "size": r.size, "price": r.price})
     for r in since_checkpoint(inputs["orderbook_imbalance"]):

@@ -11,6 +11,11 @@ book. A delta whose ``u`` skips ids means messages were lost: the book raises
 :class:`BookGap` and stays unusable until a new snapshot, which the stream asks for by
 subscribing again; one whose ``u`` was applied already is ignored. Written here because
 pybit's book ignores the update ids (DESIGN 8.16).
+
+A push with impossible values (a price outside (0, ``MAX_PRICE``], a size outside
+[0, ``MAX_SIZE``], NaN or infinite ones included) or one that leaves the book crossed (best
+bid >= best ask) raises :class:`BadBook`: nothing of it is kept and, as after a gap, the
+book is unusable until a new snapshot.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from sentiment.errors import InputError
+from sentiment.liquidations import MAX_PRICE, MAX_SIZE
 
 LEVELS = 5
 WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125, 0.0625)
@@ -45,6 +51,23 @@ class BookGap(InputError):
     """A delta did not follow the last applied message: the book needs a new snapshot."""
 
 
+class BadBook(BookGap):
+    """A push with impossible values, or one that crossed the book: it is dropped and the
+    book needs a new snapshot."""
+
+
+def check_levels(symbol: str, side: str, levels: Iterable[tuple[float, float]]) -> None:
+    """Raise :class:`BadBook` naming ``side`` ("b" or "a") for a level whose price is not in
+    (0, MAX_PRICE] or whose size is not in [0, MAX_SIZE] (0 deletes a level)."""
+    for price, size in levels:
+        if not 0.0 < price <= MAX_PRICE:
+            raise BadBook("orderbook", f"price {price!r} outside (0, {MAX_PRICE:g}]",
+                          symbol=symbol, field=side)
+        if not 0.0 <= size <= MAX_SIZE:
+            raise BadBook("orderbook", f"size {size!r} at price {price:g} outside "
+                          f"[0, {MAX_SIZE:g}]", symbol=symbol, field=side)
+
+
 class OrderBook:
     """One symbol's book: price -> size per side, kept from Bybit snapshots and deltas."""
 
@@ -59,6 +82,10 @@ class OrderBook:
     @property
     def synced(self) -> bool:
         return self.update_id is not None
+
+    def invalidate(self) -> None:
+        """Unusable until the next snapshot (a push was dropped: the book may lack it)."""
+        self.update_id = None
 
     def apply(self, message: Mapping) -> None:
         """Apply one ``orderbook`` push (``type`` snapshot or delta)."""
@@ -75,9 +102,15 @@ class OrderBook:
             bids = [(float(p), float(q)) for p, q in data.get("b", ())]
             asks = [(float(p), float(q)) for p, q in data.get("a", ())]
             ts = int(message["ts"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputError("orderbook", f"malformed {kind}: {exc!r}", symbol=self.symbol,
                              field="u/b/a/ts") from None
+        try:
+            check_levels(self.symbol, "b", bids)
+            check_levels(self.symbol, "a", asks)
+        except BadBook:
+            self.invalidate()
+            raise
         if kind == "snapshot":
             self.bids = {p: q for p, q in bids if q > 0}
             self.asks = {p: q for p, q in asks if q > 0}
@@ -98,6 +131,13 @@ class OrderBook:
                         side[price] = size
                     else:
                         side.pop(price, None)
+        if self.bids and self.asks:
+            best_bid, best_ask = max(self.bids), min(self.asks)
+            if best_bid >= best_ask:
+                self.invalidate()
+                raise BadBook("orderbook", f"crossed book after {kind} u={update_id}: best "
+                              f"bid {best_bid:g} >= best ask {best_ask:g}",
+                              symbol=self.symbol, field="b/a")
         self.update_id = update_id
         self.seq = data.get("seq")
         self.ts = ts

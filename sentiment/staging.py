@@ -11,8 +11,14 @@ idempotent: the rows are keyed, so a file loaded twice (a crash between the comm
 delete) leaves the same rows.
 
 File names sort in time order: ``{kind}.{first exchange ms}.{writer pid}.{counter}.parquet``.
-A file that cannot be read or holds bad values is moved to ``rejected/`` and named in the
-error; the good files are still loaded.
+A file that cannot be read (or lacks a column) is moved to ``rejected/`` and named in the
+error; the good files are still loaded. The loader is the second line behind the stream's
+own checks: a row with an impossible value (an empty key, a liquidation side other than
+Buy/Sell, a liquidation price or size not finite or outside the stream's bounds, an OBI
+outside [-1, 1], a ticker value not finite or beyond 1e15) is set aside, not the file: a staged
+file is one flush of one kind, its rows independent keyed upserts, so the bad rows go to
+``rejected/`` under the file's name, the error names the file, symbol and field, and the
+file's good rows load with the rest.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentiment.errors import SourceError
+from sentiment.liquidations import MAX_PRICE, MAX_SIZE
 from sentiment.store import TABLES
 
 #: What the stream stages: the tables' columns (``loaded_at`` is set when it is loaded).
@@ -115,35 +122,77 @@ class Staging:
         os.replace(path, target)
         return target
 
+    def reject_rows(self, path: Path, rows: pd.DataFrame) -> Path:
+        """Keep the rows set aside from the staged file ``path`` in ``rejected/`` under its
+        name (written whole, then renamed; a second load of the file writes the same)."""
+        self.rejected.mkdir(parents=True, exist_ok=True)
+        target = self.rejected / path.name
+        temporary = self.rejected / f".{path.name}.tmp"
+        try:
+            pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), temporary)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return target
 
-def _check(kind: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+
+def _outside(values: pd.Series, low: float, high: float, low_excluded: bool = False
+             ) -> pd.Series:
+    """True where a value is not in its range (NaN and infinities included)."""
+    above_low = values > low if low_excluded else values >= low
+    return ~(above_low & (values <= high))
+
+
+def _bad_rows(kind: str, frame: pd.DataFrame) -> list[tuple[str, pd.Series, str]]:
+    """(field, rows where it is bad, what is wrong) for each check of the kind's rows."""
+    checks = [(column, frame[column].isna(), "empty") for column in
+              ("symbol", "ts", "through") if column in frame.columns]
+    if kind == "orderbook_imbalance":
+        checks.append(("obi", _outside(frame["obi"], -1.0, 1.0), "outside [-1, 1]"))
+    elif kind == "liquidations":
+        checks += [
+            ("side", ~frame["side"].isin(["Buy", "Sell"]), "not Buy or Sell"),
+            ("price", _outside(frame["price"], 0.0, MAX_PRICE, True),
+             f"outside (0, {MAX_PRICE:g}]"),
+            ("size", _outside(frame["size"], 0.0, MAX_SIZE, True),
+             f"outside (0, {MAX_SIZE:g}]"),
+        ]
+    elif kind == "tickers":
+        for column in KINDS[kind]:
+            if column not in _TIMES and column not in _TEXT:
+                values = frame[column]
+                checks.append((column, values.notna() & _outside(values.abs(), 0.0, MAX_SIZE),
+                               f"not finite or beyond {MAX_SIZE:g}"))
+    return checks
+
+
+def _check(kind: str, frame: pd.DataFrame, path: Path
+           ) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """(good rows, bad rows, what is wrong with the first bad one) of a staged file;
+    :class:`StagingError` if it lacks a column."""
     missing = [c for c in KINDS[kind] if c not in frame.columns]
     if missing:
         raise StagingError("stream", f"staged file {path.name} lacks {', '.join(missing)}",
                            endpoint=kind, field=missing[0])
     frame = _frame(kind, frame[list(KINDS[kind])])
-    key_times = [c for c in ("ts", "through") if c in frame.columns]
-    for column in ["symbol", *key_times]:
-        if frame[column].isna().any():
-            raise StagingError("stream", f"staged file {path.name} has an empty {column}",
-                               endpoint=kind, field=column)
-    if kind == "orderbook_imbalance":
-        bad = ~frame["obi"].between(-1.0, 1.0)
-        if bad.any():
-            row = frame[bad].iloc[0]
-            raise StagingError("stream", f"staged file {path.name}: OBI {float(row['obi']):g} "
-                               "outside [-1, 1]", endpoint=kind, symbol=row["symbol"],
-                               field="obi")
-    if kind == "liquidations":
-        bad = ~frame["side"].isin(["Buy", "Sell"]) | ~(frame["price"] > 0) | \
-            ~(frame["size"] > 0)
-        if bad.any():
-            row = frame[bad].iloc[0]
-            raise StagingError("stream", f"staged file {path.name}: liquidation side "
-                               f"{row['side']!r}, price {float(row['price']):g}, size "
-                               f"{float(row['size']):g}", endpoint=kind, symbol=row["symbol"],
-                               field="side/price/size")
-    return frame
+    checks = [c for c in _bad_rows(kind, frame) if c[1].any()]
+    if not checks:
+        return frame, frame.iloc[:0], None
+    bad = checks[0][1].copy()
+    for _, wrong, _ in checks[1:]:
+        bad |= wrong
+    column, wrong, what = checks[0]
+    row = frame[wrong].iloc[0]
+    value = row[column]
+    shown = repr(value) if column in _TEXT or column in _TIMES or value != value \
+        else f"{float(value):g}"
+    symbols = frame.loc[bad, "symbol"].dropna().unique()
+    why = StagingError(
+        "stream", f"staged file {path.name}: {int(bad.sum())} of {len(frame)} row(s) set "
+        f"aside; the first with {'OBI' if column == 'obi' else column} {shown} {what}",
+        endpoint=kind, symbol=",".join(map(str, symbols)) or None,
+        field=",".join(c for c, _, _ in checks))
+    return frame[~bad], frame[bad], str(why)
 
 
 @dataclass
@@ -162,7 +211,7 @@ def read_staged(staging: Staging, paths: Iterable[Path] | None = None
     for path in (staging.pending() if paths is None else paths):
         kind = path.name.split(".")[0]
         try:
-            frame = _check(kind, pd.read_parquet(path), path)
+            frame, bad, why = _check(kind, pd.read_parquet(path), path)
         except FileNotFoundError:
             continue  # loaded and deleted by another loader meanwhile
         except StagingError as exc:
@@ -172,6 +221,8 @@ def read_staged(staging: Staging, paths: Iterable[Path] | None = None
             message = f"staged file {path.name} is unreadable: {exc}"
             result.rejected.append((staging.reject(path), message))
             continue
+        if len(bad):  # set aside; the file's good rows load, then the file goes
+            result.rejected.append((staging.reject_rows(path, bad), why))
         parts[kind].append(frame)
         result.files.append(path)
     frames = {kind: pd.concat(p, ignore_index=True) for kind, p in parts.items() if p}

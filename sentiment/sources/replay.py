@@ -130,6 +130,9 @@ FAULT_KINDS = (
 KLINE_PATH = "/v5/market/kline"
 FNG_PATH = "/fng/"
 CONTROL_PREFIX = "/__replay/"
+#: The largest control request body read (a fault or clock setting is a few hundred bytes).
+MAX_CONTROL_BODY = 64 * 1024
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
 #: Kline rows are arrays: positions by Bybit's names (and short names) for field faults.
 KLINE_FIELD_INDEX = {
@@ -1117,8 +1120,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
+        if not 0 <= length <= MAX_CONTROL_BODY:
+            raise _Refused(413, f"request body over {MAX_CONTROL_BODY} bytes")
         raw = self.rfile.read(length) if length else b""
         return json.loads(raw) if raw.strip() else {}
+
+    def _check_caller(self) -> None:
+        """Control requests come from this machine's programs, never from a web page: the
+        Host must be a loopback name (a page using DNS rebinding names its own host) and
+        an Origin, which browsers send and our clients do not, must be this server's."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name not in _LOOPBACK_HOSTS:
+            raise _Refused(403, f"control requests must name a loopback host, not {host!r}")
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            mine = {f"http://{h}:{self.server.server_address[1]}" for h in _LOOPBACK_HOSTS}
+            if origin.strip().lower() not in mine:
+                raise _Refused(403, f"control requests from the web page {origin!r} refused")
 
     def do_GET(self) -> None:
         path, query = self._split()
@@ -1156,6 +1175,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         name = _norm_path(path)[len(CONTROL_PREFIX):]
         try:
+            self._check_caller()
             body = self._body() if method == "POST" else {}
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
@@ -1183,8 +1203,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(405, {"error": f"{method} not allowed on {path}"})
             else:
                 self._json(404, {"error": "not found", "path": path})
+        except _Refused as exc:
+            self.close_connection = True  # an unread body must not be taken for a request
+            self._json(exc.status, {"error": str(exc)})
         except (ValueError, TypeError) as exc:
             self._json(400, {"error": str(exc)})
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 class ReplayExchange:

@@ -493,6 +493,36 @@ def test_clock_control_api(ex, http):
     assert http.post(url, json={"now": "not a time"}).status_code == 400
 
 
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"Host": "evil.example:8765"}, 403),  # DNS rebinding: a page's own host name
+    ({"Origin": "http://evil.example"}, 403),  # a cross-site page in a local browser
+    ({"Origin": "null"}, 403),  # a sandboxed page
+])
+def test_control_requests_from_a_web_page_are_refused(ex, http, headers, status):
+    url = ex.base_url + "/__replay/clock"
+    before = ex.now_ms()
+    for call in (lambda: http.post(url, json={"now": "2022-07-04"}, headers=headers),
+                 lambda: http.post(ex.base_url + "/__replay/faults",
+                                   json={"kind": "http_500"}, headers=headers),
+                 lambda: http.delete(ex.base_url + "/__replay/requests", headers=headers)):
+        answer = call()
+        assert answer.status_code == status
+        assert "refused" in answer.json()["error"] or "loopback" in answer.json()["error"]
+    assert ex.now_ms() == before
+    assert http.get(ex.base_url + "/__replay/faults").json() == {"faults": []}
+    # This machine's programs (no Origin; a loopback Host, or the server's own origin) pass.
+    own = {"Origin": ex.base_url}
+    assert http.post(url, json={"now": "2022-07-04"}, headers=own).status_code == 200
+    assert ex.now_ms() == ms("2022-07-04")
+
+
+def test_a_control_body_over_the_cap_is_refused(ex, http):
+    answer = http.post(ex.base_url + "/__replay/faults", data=b"{" + b" " * 200_000 + b"}",
+                       headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert http.get(ex.base_url + "/__replay/faults").json() == {"faults": []}  # still serving
+
+
 def test_fear_greed_limits_and_values(get, bundle):
     assert len(get("/fng/").json()["data"]) == 1
     everything = get("/fng/", limit=0, format="json").json()["data"]
