@@ -48,8 +48,8 @@ import pandas as pd
 from sentiment import hmm
 from sentiment.config import PERIOD_MINUTES, Config
 from sentiment.errors import CheckpointMismatch
-from sentiment.inputs import usable_notional
 from sentiment.history import history_frame, hmm_features, with_hmm
+from sentiment.inputs import usable_notional
 from sentiment.models import HISTORY_COLUMNS
 from sentiment.pipeline import (
     ensure_models,
