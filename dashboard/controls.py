@@ -9,6 +9,8 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from dashboard import queries
+
 INTERVAL_NAMES = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h",
                   "120": "2h", "240": "4h", "360": "6h", "720": "12h", "D": "1d", "W": "1w"}
 
@@ -73,4 +75,12 @@ def explain_no_data(message: str, db_path: str) -> None:
 
 def explain_busy(message: str) -> None:
     st.warning("The pipeline is writing to the database; this page retries at its next "
-               f"refresh. ({message})")
+               "refresh.")
+
+
+def busy_note(db_path: str) -> None:
+    """A note above a view drawn from the last good read, while the database is busy."""
+    when = queries.showing_as_of(db_path)
+    if when is not None:
+        st.warning(f"Database busy (the pipeline is writing): showing data as of "
+                   f"{when:%Y-%m-%d %H:%M:%S} UTC; this page retries at its next refresh.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 
 import duckdb
 import pandas as pd
@@ -26,6 +27,7 @@ from sentiment.settings import Settings, get_settings
 from sentiment.sources.bybit import BybitClient
 from sentiment.store import Store, named_queries
 
+log = logging.getLogger(__name__)
 SQL = named_queries("dashboard.sql")
 #: How long a read waits for a writer to finish committing before the page says so.
 LOCK_TIMEOUT_S = 10.0
@@ -49,17 +51,39 @@ def context() -> tuple[Settings, Config]:
     return get_settings(), load_config()
 
 
+#: The last answer to each read, and when it was read: shown, with a note, while a writer
+#: holds the database past :data:`LOCK_TIMEOUT_S` (process-wide, like the cache).
+_LAST_GOOD: dict[tuple, tuple[list[pd.DataFrame], dt.datetime]] = {}
+#: Per database, the time of the data shown while it is busy (absent when it is not).
+_SHOWING_AS_OF: dict[str, dt.datetime] = {}
+
+
 def _read(db_path: str, queries: list[tuple[str, list]]) -> list[pd.DataFrame]:
     store = Store(db_path, lock_timeout=LOCK_TIMEOUT_S)
+    key = (db_path, json.dumps(queries, default=str))
     try:
         with store.connect(read_only=True) as conn:
-            return [conn.execute(SQL[name], params).df() for name, params in queries]
+            frames = [conn.execute(SQL[name], params).df() for name, params in queries]
     except FileNotFoundError:
         raise NoData(f"No database at {db_path} yet.") from None
     except duckdb.CatalogException:
         raise NoData(f"The database {db_path} has no sentiment tables yet.") from None
     except SentimentError as exc:  # the lock wait ran out
-        raise Busy(str(exc)) from None
+        log.info("dashboard read of %s waited out the lock: %s", db_path, exc)
+        if key in _LAST_GOOD:
+            frames, when = _LAST_GOOD[key]
+            _SHOWING_AS_OF[db_path] = min(when, _SHOWING_AS_OF.get(db_path, when))
+            return [f.copy() for f in frames]
+        raise Busy("the pipeline is writing to the database") from None
+    _LAST_GOOD[key] = (frames, dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    _SHOWING_AS_OF.pop(db_path, None)
+    return frames
+
+
+def showing_as_of(db_path: str) -> dt.datetime | None:
+    """When the data shown were read, if the database was busy at the last read (the page
+    shows its last good view meanwhile); None when every read was fresh."""
+    return _SHOWING_AS_OF.get(db_path)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -8,6 +8,52 @@ import sys
 from sentiment.errors import SentimentError
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535 (0: any free port), got {port}")
+    return port
+
+
+def _replay_time(text: str) -> str:
+    import pandas as pd
+
+    from sentiment.sources.replay import to_ms
+
+    try:
+        pd.Timestamp(to_ms(text), unit="ms")  # also in the range a clock can show
+    except (ValueError, TypeError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (ISO-8601 such as 2022-06-01T00:00:00, or Unix ms)"
+        ) from None
+    return text
+
+
+def _speed(text: str) -> float:
+    import math
+
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(speed) or speed < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return speed
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _replay_server(args: argparse.Namespace) -> int:
     from sentiment.sources.replay import run_server
 
@@ -37,11 +83,16 @@ def _tables(args: argparse.Namespace) -> int:
 
     store = Store(args.db or get_settings().db_path)
     try:
-        summary = store.summary(list(TABLES))
+        # A reader: read-only, so it creates nothing, takes no write lock and works on a
+        # read-only disk.
+        summary = store.summary(list(TABLES), read_only=True)
     except FileNotFoundError:
         print(f"no database at {store.path}: run `make demo` first", file=sys.stderr)
         return 1
     print(summary.to_string(index=False))
+    absent = [name for name in TABLES if name not in set(summary["table"])]
+    if absent:
+        print(f"not in {store.path} yet: {', '.join(absent)}", file=sys.stderr)
     return 0
 
 
@@ -192,14 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the bundled recorded data on 127.0.0.1 in Bybit V5 / alternative.me format",
     )
     replay.add_argument("--host", default="127.0.0.1")
-    replay.add_argument("--port", type=int, default=8765)
-    replay.add_argument("--now", default=None, help="replay clock start (ISO-8601 or ms)")
-    replay.add_argument("--speed", type=float, default=0.0,
+    replay.add_argument("--port", type=_port, default=8765)
+    replay.add_argument("--now", type=_replay_time, default=None,
+                        help="replay clock start (ISO-8601 or ms)")
+    replay.add_argument("--speed", type=_speed, default=0.0,
                         help="replay seconds per wall second (0 = frozen clock)")
-    replay.add_argument("--ws-port", type=int, default=None,
+    replay.add_argument("--ws-port", type=_port, default=None,
                         help="also serve the public WebSocket on this port (tickers, books, "
                              "liquidations derived from the bundle)")
-    replay.add_argument("--gap-every", type=int, default=0,
+    replay.add_argument("--gap-every", type=_count, default=0,
                         help="skip an order-book update id every N deltas (shows the resync)")
     replay.set_defaults(func=_replay_server)
 

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sentiment.errors import ConfigError
+
 #: Environment variable -> default value.
 DEFAULTS: dict[str, str] = {
     "SENTIMENT_CONFIG": "sentiment.yaml",
@@ -36,7 +38,10 @@ class Settings:
 
 
 def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from ``environ`` (default ``os.environ``); unset or empty means the default."""
+    """Settings from ``environ`` (default ``os.environ``); unset or empty means the default.
+
+    Raises :class:`~sentiment.errors.ConfigError` for ``SENTIMENT_DB=:memory:``.
+    """
     env = os.environ if environ is None else environ
 
     def read(name: str) -> str:
@@ -44,6 +49,14 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return value or DEFAULTS[name]
 
     db_path = read("SENTIMENT_DB")
+    if db_path.startswith(":memory:"):
+        # Every short-lived connection would open its own empty in-memory database: each
+        # write would vanish when its connection closes while the job reported success.
+        raise ConfigError(
+            f"{db_path!r} is an in-memory database: writes would be lost as soon as each "
+            "connection closes; set a file path (default data/sentiment.duckdb)",
+            key="SENTIMENT_DB",
+        )
 
     return Settings(
         config_path=read("SENTIMENT_CONFIG"),

@@ -10,11 +10,19 @@ Design points (DESIGN sections 4, 5 and 8.13-8.15):
   connection is therefore short-lived, closed in ``finally`` (a lock held by a crashed step
   blocks every other process), and opening a locked file is retried with backoff.
 * Every write is one transaction: a failure leaves the table exactly as it was.
+* A replace never shrinks ingested market data (DESIGN 9.3): an answer that lacks rows stored
+  in its slice is refused with :class:`ShrinkError` unless the caller passes
+  ``allow_shrink=True`` on purpose.
+* A writer is pinned to the file it found when it was made: if that file is deleted or
+  replaced before a write commits, the write fails instead of recreating a database that
+  would hold only this run's rows. ``:memory:`` is refused (every short-lived connection
+  would get its own empty database and every write would vanish).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +33,8 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+
+from sentiment.errors import SentimentError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMA_FILE = SQL_DIR / "schema.sql"
@@ -39,6 +49,8 @@ class TableSpec:
     key: tuple[str, ...]
     columns: tuple[str, ...]
     time_column: str | None
+    #: Ingested market data: a replace may not leave fewer rows in a slice than it found.
+    never_shrink: bool = False
 
     @property
     def all_columns(self) -> tuple[str, ...]:
@@ -53,13 +65,17 @@ TABLES: dict[str, TableSpec] = {
             ("symbol", "interval", "open_time"),
             ("open", "high", "low", "close", "volume", "turnover"),
             "open_time",
+            never_shrink=True,
         ),
-        TableSpec("funding_rates", ("symbol", "funding_time"), ("funding_rate",), "funding_time"),
-        TableSpec("open_interest", ("symbol", "interval", "ts"), ("open_interest",), "ts"),
+        TableSpec("funding_rates", ("symbol", "funding_time"), ("funding_rate",), "funding_time",
+                  never_shrink=True),
+        TableSpec("open_interest", ("symbol", "interval", "ts"), ("open_interest",), "ts",
+                  never_shrink=True),
         TableSpec(
-            "long_short_ratio", ("symbol", "period", "ts"), ("buy_ratio", "sell_ratio"), "ts"
+            "long_short_ratio", ("symbol", "period", "ts"), ("buy_ratio", "sell_ratio"), "ts",
+            never_shrink=True,
         ),
-        TableSpec("fear_greed", ("ts",), ("value", "classification"), "ts"),
+        TableSpec("fear_greed", ("ts",), ("value", "classification"), "ts", never_shrink=True),
         TableSpec(
             "tickers",
             ("symbol", "ts"),
@@ -119,8 +135,84 @@ class Slice:
     where: dict[str, Any] = field(default_factory=dict)
 
 
-class StoreError(RuntimeError):
-    """A write was refused (bad frame) or the database stayed locked past the timeout."""
+class StoreError(SentimentError, RuntimeError):
+    """A write was refused (bad frame, shrinking answer, database file gone) or the database
+    stayed locked past the timeout."""
+
+
+@dataclass(frozen=True)
+class Shrink:
+    """One slice an answer would shrink: what is stored there against what the answer has."""
+
+    table: str
+    where: dict[str, Any]
+    start: dt.datetime
+    end: dt.datetime
+    stored: int
+    incoming: int
+    missing: int
+    example: dict[str, Any]
+
+    def describe(self, source: str | None) -> str:
+        where = " ".join(
+            f"{k}={','.join(map(str, v)) if isinstance(v, list | tuple | set) else v}"
+            for k, v in self.where.items()
+        )
+        return (
+            f"{self.table}: refusing to replace {self.stored} stored row(s) with "
+            f"{self.incoming} in the answer"
+            + (f" from {source}" if source else "")
+            + (f" for {where}" if where else "")
+            + f" in [{self.start}, {self.end}): {self.missing} stored key(s) are missing "
+            f"from it, e.g. {self.example}"
+        )
+
+
+class ShrinkError(StoreError):
+    """A replace of ingested market data would leave fewer rows than are stored (an empty or
+    partial answer from the exchange). Nothing was written.
+
+    ``shrinks`` lists every offending slice; ``advice`` (set by the caller) says how a user
+    accepts the shorter data on purpose.
+    """
+
+    def __init__(self, shrinks: Sequence[Shrink], source: str | None = None):
+        self.shrinks = list(shrinks)
+        self.source = source
+        self.advice = ""
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        lines = [s.describe(self.source) for s in self.shrinks[:5]]
+        if len(self.shrinks) > 5:
+            lines.append(f"... and {len(self.shrinks) - 5} more slice(s)")
+        return "; ".join(lines) + "; nothing was written"
+
+    def __str__(self) -> str:
+        return self._message() + (f". {self.advice}" if self.advice else "")
+
+    def __reduce__(self):  # the default would call __init__ with the message alone
+        return (type(self), (self.shrinks, self.source), {"advice": self.advice})
+
+
+def _file_identity(path: Path) -> str | None:
+    """``device:inode`` of the file at ``path`` (None when there is none)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _database_path(path: str | Path) -> Path:
+    text = str(path).strip()
+    if not text or text.startswith(":memory:"):
+        raise StoreError(
+            f"database {str(path)!r} is in memory: every connection would get its own empty "
+            "database and every write would be lost while the job reports success; give a "
+            "file path (SENTIMENT_DB, default data/sentiment.duckdb)"
+        )
+    return Path(path)
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -163,14 +255,40 @@ class Store:
         The database file (``SENTIMENT_DB``), created with its directory if missing.
     lock_timeout
         Seconds to keep retrying a file another process holds before giving up.
+    identity
+        The file this writer must find (``Store.identity`` of an earlier store, e.g. the one a
+        run started with). Default: the file at ``path`` now, if there is one. A write fails
+        when the file is gone or another file took its place; a store made before the file
+        exists pins the file its first write creates.
     """
 
-    _schema_applied: set[str] = set()
+    _schema_applied: set[tuple[str, str | None]] = set()
 
-    def __init__(self, path: str | Path, *, lock_timeout: float = 60.0):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, *, lock_timeout: float = 60.0,
+                 identity: str | None = None):
+        self.path = _database_path(path)
         self.lock_timeout = lock_timeout
+        self._identity = identity or _file_identity(self.path)
         self._session: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def identity(self) -> str | None:
+        """``device:inode`` of the database file this store writes to (None: not created)."""
+        return self._identity
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreError` if the pinned database file was deleted or replaced."""
+        if self._identity is None:
+            return
+        current = _file_identity(self.path)
+        if current == self._identity:
+            return
+        what = "deleted" if current is None else "replaced by another file"
+        raise StoreError(
+            f"database {self.path} was {what} after this writer first found it "
+            f"(file {self._identity}); refusing to write: a new database would hold only "
+            "this run's rows. Restore the file, or run again to start from the new one"
+        )
 
     @contextmanager
     def session(self) -> Iterator[Store]:
@@ -190,6 +308,7 @@ class Store:
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         if not read_only:
+            self.check_file()  # before anything can create a new, empty file
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
@@ -230,22 +349,30 @@ class Store:
         conn = self._open(read_only)
         try:
             if not read_only:
-                self._apply_schema(conn)
+                first = self._identity is None
+                if first:
+                    self._identity = _file_identity(self.path)  # the file this open found
+                self.check_file()  # deleted or replaced between the check and the open
+                # A file new to this store always gets the schema: a recreated file may
+                # reuse a deleted one's inode, so the cache alone could skip it.
+                self._apply_schema(conn, force=first)
             yield conn
         finally:
             conn.close()
 
-    def _apply_schema(self, conn: duckdb.DuckDBPyConnection) -> None:
-        key = str(self.path.resolve())
-        if key in Store._schema_applied:
+    def _apply_schema(self, conn: duckdb.DuckDBPyConnection, *, force: bool = False) -> None:
+        # Keyed by the file too: a database recreated at the same path needs its schema.
+        key = (str(self.path.resolve()), self._identity)
+        if key in Store._schema_applied and not force:
             return
         conn.execute(SCHEMA_FILE.read_text(encoding="utf-8"))
         conn.execute(VIEWS_FILE.read_text(encoding="utf-8"))
         Store._schema_applied.add(key)
 
     def init(self) -> None:
-        """Create the file and every table of the schema if missing."""
-        Store._schema_applied.discard(str(self.path.resolve()))
+        """Create the file and every table of the schema if missing (an explicit request:
+        the store then writes to whatever file is at its path)."""
+        self._identity = None  # connect() then applies the schema whatever the cache says
         with self.connect():
             pass
 
@@ -297,6 +424,7 @@ class Store:
             conn.execute("BEGIN TRANSACTION")
             try:
                 n = self._insert(conn, spec, frame, replace=True)
+                self.check_file()
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -311,30 +439,43 @@ class Store:
         start: Any,
         end: Any,
         where: Mapping[str, Any | Sequence[Any]] | None = None,
+        allow_shrink: bool = False,
+        source: str | None = None,
     ) -> int:
         """Replace exactly one slice of a table in one transaction.
 
         Deletes the rows whose time column is in ``[start, end)`` and whose ``where`` columns
         equal the given values (a sequence means any of them), then inserts ``frame``.
         Every row of ``frame`` must fall inside that slice, so a partition write can never
-        touch its neighbours. A failure rolls back: the old rows stay.
+        touch its neighbours. A failure rolls back: the old rows stay. See :meth:`write` for
+        ``allow_shrink`` and ``source``.
         """
-        return self.replace_slices(table, [Slice(frame, start, end, dict(where or {}))])
+        return self.replace_slices(table, [Slice(frame, start, end, dict(where or {}))],
+                                   allow_shrink=allow_shrink, source=source)
 
-    def replace_slices(self, table: str, slices: Sequence[Slice]) -> int:
+    def replace_slices(self, table: str, slices: Sequence[Slice], *,
+                       allow_shrink: bool = False, source: str | None = None) -> int:
         """Replace several slices (e.g. every partition of a backfill run) in one transaction."""
-        return self.write(replace={table: slices})
+        return self.write(replace={table: slices}, allow_shrink=allow_shrink, source=source)
 
     def write(
         self,
         *,
         replace: Mapping[str, Sequence[Slice]] | None = None,
         upsert: Mapping[str, pd.DataFrame] | None = None,
+        allow_shrink: bool = False,
+        source: str | None = None,
     ) -> int:
         """Replace slices of some tables and upsert rows into others, all in one transaction.
 
         Either everything is committed or nothing is (a failure rolls back). Returns the
         number of rows written.
+
+        On ingested market tables (``TableSpec.never_shrink``) every stored key of a slice
+        must be in its new rows: an empty or partial answer raises :class:`ShrinkError`
+        naming ``source`` (where the rows came from), the table, the slice and both counts,
+        and nothing is written. ``allow_shrink=True`` accepts fewer rows on purpose (the
+        exchange really dropped them, e.g. a delisted symbol's history).
         """
         statements = []
         for table, slices in (replace or {}).items():
@@ -348,11 +489,18 @@ class Store:
         with self.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
-                for spec, condition, params, frame in statements:
+                shrinks = [] if allow_shrink else [
+                    s for stmt in statements if stmt[0].never_shrink
+                    and (s := self._shrink(conn, *stmt)) is not None
+                ]
+                if shrinks:
+                    raise ShrinkError(shrinks, source)
+                for spec, condition, params, frame, _ in statements:
                     conn.execute(f'DELETE FROM "{spec.name}" WHERE {condition}', params)
                     written += self._insert(conn, spec, frame, replace=False)
                 for spec, frame in upserts:
                     written += self._insert(conn, spec, frame, replace=True)
+                self.check_file()  # an open handle on a deleted file would commit into nothing
                 conn.execute("COMMIT")
             except duckdb.ConstraintException as exc:
                 conn.execute("ROLLBACK")
@@ -382,7 +530,33 @@ class Store:
                     f"{table}: frame has rows outside [{start_dt}, {end_dt}) "
                     f"({times.min()} .. {times.max()})"
                 )
-        return " AND ".join(conditions), params, frame
+        return " AND ".join(conditions), params, frame, piece
+
+    @staticmethod
+    def _shrink(conn: duckdb.DuckDBPyConnection, spec: TableSpec, condition: str,
+                params: list[Any], frame: pd.DataFrame, piece: Slice) -> Shrink | None:
+        """The stored keys of one slice that ``frame`` lacks (None when it has them all)."""
+        keys = ", ".join(f'"{c}"' for c in spec.key)
+        # fetchall: DuckDB 2 refuses further work on a connection with an unfinished result.
+        stored = conn.execute(
+            f'SELECT count(*) FROM "{spec.name}" WHERE {condition}', params).fetchall()[0][0]
+        if stored == 0:
+            return None
+        lacking = f'SELECT {keys} FROM "{spec.name}" t WHERE {condition}'
+        if not frame.empty:
+            conn.register("_answer_keys", frame[list(spec.key)])
+            match = " AND ".join(f'a."{c}" = t."{c}"' for c in spec.key)
+            lacking += f" AND NOT EXISTS (SELECT 1 FROM _answer_keys a WHERE {match})"
+        missing = conn.execute(f"SELECT count(*) FROM ({lacking})", params).fetchall()[0][0]
+        example = (conn.execute(f"{lacking} ORDER BY {keys} LIMIT 1", params).fetchall()
+                   if missing else [])
+        if not frame.empty:
+            conn.unregister("_answer_keys")
+        if not missing:
+            return None
+        return Shrink(spec.name, dict(piece.where), _to_naive_utc(piece.start),
+                      _to_naive_utc(piece.end), int(stored), len(frame), int(missing),
+                      {c: str(v) for c, v in zip(spec.key, example[0], strict=True)})
 
     # ------------------------------------------------------------------ reads
 
@@ -431,12 +605,22 @@ class Store:
         with self.connect(read_only=read_only) as conn:
             return conn.execute(sql, list(params)).df()
 
-    def summary(self, tables: Sequence[str] | None = None) -> pd.DataFrame:
-        """Rows, symbols and time range per table: what ``make demo`` prints."""
+    def summary(self, tables: Sequence[str] | None = None, *, read_only: bool = False
+                ) -> pd.DataFrame:
+        """Rows, symbols and time range per table: what ``make demo`` prints.
+
+        ``read_only=True`` (what a reader should use) neither creates the file nor takes the
+        write lock; it raises ``FileNotFoundError`` when there is no file, and leaves out the
+        tables the file does not hold.
+        """
         rows = []
-        with self.connect() as conn:
+        with self.connect(read_only=read_only) as conn:
+            present = {r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables").fetchall()}
             for name in tables or TABLES:
                 spec = _spec(name)
+                if name not in present:
+                    continue
                 tcol = spec.time_column
                 has_symbol = "symbol" in spec.all_columns
                 symbols = "count(DISTINCT symbol)" if has_symbol else "NULL"
@@ -446,6 +630,6 @@ class Store:
                 rows.append(
                     {"table": name, "rows": n, "symbols": nsym, "first": first, "last": last}
                 )
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(rows, columns=["table", "rows", "symbols", "first", "last"])
         frame["symbols"] = frame["symbols"].astype("Int64")
         return frame

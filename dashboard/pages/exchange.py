@@ -33,6 +33,7 @@ def exchange() -> None:
     except queries.Busy as exc:
         controls.explain_busy(str(exc))
         return
+    controls.busy_note(settings.db_path)
     st.caption(f"{symbol}: open interest every {ex.open_interest_interval}, long/short "
                f"every {ex.long_short_period}, funding per settlement, Fear & Greed daily. "
                "Dashed lines: the levels the exchange and macro scores treat as crowded or "

@@ -112,6 +112,7 @@ def overview() -> None:
     except queries.Busy as exc:
         controls.explain_busy(str(exc))
         return
+    controls.busy_note(settings.db_path)
     now, clock_ok = queries.source_now(settings.bybit_base_url)
     rows = {r["symbol"]: r for r in latest.to_dict("records")}
     stream_now, liquidations = queries.stream(settings.db_path)

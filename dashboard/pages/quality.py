@@ -53,6 +53,7 @@ def quality() -> None:
     except queries.Busy as exc:
         controls.explain_busy(str(exc))
         return
+    controls.busy_note(settings.db_path)
     if rows.empty:
         st.info("No rows in this range.")
         return

@@ -1204,8 +1204,11 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._json(404, {"error": "not found", "path": path})
         except _Refused as exc:
-            self.close_connection = True  # an unread body must not be taken for a request
-            self._json(exc.status, {"error": str(exc)})
+            # The body was not read: close the connection (and say so) rather than take the
+            # rest of it for the next request.
+            self.close_connection = True
+            self._send(_Reply(exc.status, _dumps({"error": str(exc)}).encode(),
+                              headers={"Connection": "close"}))
         except (ValueError, TypeError) as exc:
             self._json(400, {"error": str(exc)})
 

@@ -355,3 +355,55 @@ def test_overview_and_exchange_show_the_live_stream(app, dashboard_db, tmp_path,
     assert -_values(longs["y"]).sum() == pytest.approx(totals["Buy"])
     assert _values(shorts["y"]).sum() == pytest.approx(totals["Sell"])
     assert len(figure["layout"]["annotations"]) >= 6  # six subplot titles (and thresholds)
+
+
+def test_a_busy_database_shows_the_last_good_view_with_a_note(dashboard_db, clean_replay,
+                                                              monkeypatch, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    from dashboard import queries
+
+    db = str(tmp_path / "busy.duckdb")
+    shutil.copy(dashboard_db, db)
+    monkeypatch.setenv("SENTIMENT_DB", db)
+    monkeypatch.setenv("BYBIT_BASE_URL", clean_replay.base_url)
+    monkeypatch.setattr(queries, "LOCK_TIMEOUT_S", 0.5)
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(PAGES[1]).run()
+    assert not at.exception and not at.warning
+    drawn = len(_charts(at))
+    # Another process (the pipeline) takes the write lock and keeps it.
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from sentiment.store import Store
+        with Store({db!r}).connect() as conn:
+            print("locked", flush=True)
+            sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "locked"
+        st.cache_data.clear()
+        at.run()
+        assert not at.exception
+        notes = [w.value for w in at.warning]
+        assert len(notes) == 1 and notes[0].startswith(
+            "Database busy (the pipeline is writing): showing data as of ")
+        assert len(_charts(at)) == drawn  # the last good view, not an empty page
+        # A page with nothing read before says so in one sentence: no path, no PID.
+        queries._LAST_GOOD.clear()
+        fresh = AppTest.from_file(APP, default_timeout=60)
+        fresh.run()
+        assert not fresh.exception
+        texts = [w.value for w in fresh.warning]
+        assert texts == ["The pipeline is writing to the database; this page retries at its "
+                         "next refresh."]
+    finally:
+        writer.communicate("\n", timeout=30)
+    st.cache_data.clear()
+    at.run()  # the writer is done: fresh data, no note
+    assert not at.exception and not at.warning
+    st.cache_data.clear()

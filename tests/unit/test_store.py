@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from sentiment.store import TABLES, Slice, Store, StoreError, named_queries
+from sentiment.store import TABLES, ShrinkError, Slice, Store, StoreError, named_queries
 
 
 def candles(symbol: str, start: str, hours: int, interval: str = "60", base: float = 100.0):
@@ -92,7 +92,7 @@ def test_replace_range_touches_exactly_its_slice(store):
     day2 = candles("BTCUSDT", "2022-01-02", 24, base=500.0).iloc[:20]  # fewer rows than before
     written = store.replace_range(
         "candles", day2, start="2022-01-02", end="2022-01-03",
-        where={"symbol": "BTCUSDT", "interval": ["60"]},
+        where={"symbol": "BTCUSDT", "interval": ["60"]}, allow_shrink=True,
     )
     assert written == 20
     btc = store.read("candles", where={"symbol": "BTCUSDT"})
@@ -101,6 +101,81 @@ def test_replace_range_touches_exactly_its_slice(store):
     assert len(btc) == 24 + 20 + 24  # day 2 replaced, neighbours untouched
     inside = btc[(btc.open_time >= "2022-01-02") & (btc.open_time < "2022-01-03")]
     assert inside["open"].min() == 500.0
+
+
+DAY2 = {"start": "2022-01-02", "end": "2022-01-03", "where": {"symbol": "BTCUSDT"}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "count", "missing"),
+    [
+        (candles("BTCUSDT", "2022-01-02", 0), 0, 24),  # an empty answer
+        (candles("BTCUSDT", "2022-01-02", 12), 12, 12),  # a partial one
+        # As many rows, but half an hour later: every stored key is missing.
+        (candles("BTCUSDT", "2022-01-02 00:30", 23), 23, 24),
+    ],
+)
+def test_a_replace_never_shrinks_market_data(store, answer, count, missing):
+    store.upsert("candles", candles("BTCUSDT", "2022-01-01", 72))
+    before = store.read("candles")
+    with pytest.raises(ShrinkError) as info:
+        store.replace_range("candles", answer, source="bybit", **DAY2)
+    (shrink,) = info.value.shrinks
+    assert (shrink.stored, shrink.incoming, shrink.missing) == (24, count, missing)
+    message = str(info.value)
+    for part in ("candles", "bybit", "symbol=BTCUSDT", "[2022-01-02 00:00:00, "
+                 "2022-01-03 00:00:00)", "24 stored", f"{count} in the answer"):
+        assert part in message, (part, message)
+    pd.testing.assert_frame_equal(store.read("candles"), before)
+
+
+def test_equal_or_more_rows_replace_and_allow_shrink_forces_fewer(store):
+    store.upsert("candles", candles("BTCUSDT", "2022-01-02", 12))
+    assert store.replace_range("candles", candles("BTCUSDT", "2022-01-02", 24), **DAY2) == 24
+    again = candles("BTCUSDT", "2022-01-02", 24, base=7.0)  # same keys, new values
+    assert store.replace_range("candles", again, **DAY2) == 24
+    assert store.read("candles")["open"].iloc[0] == 7.0
+    assert store.replace_range("candles", again.iloc[:3], allow_shrink=True, **DAY2) == 3
+    assert len(store.read("candles")) == 3
+
+
+def test_one_shrinking_slice_fails_the_whole_write(store):
+    store.upsert("candles", candles("BTCUSDT", "2022-01-01", 48))
+    before = store.read("candles")
+    with pytest.raises(ShrinkError, match="2022-01-02"):
+        store.replace_slices("candles", [
+            Slice(candles("BTCUSDT", "2022-01-01", 24, base=900.0), "2022-01-01", "2022-01-02",
+                  {"symbol": "BTCUSDT"}),
+            Slice(candles("BTCUSDT", "2022-01-02", 0), "2022-01-02", "2022-01-03",
+                  {"symbol": "BTCUSDT"}),
+        ])
+    pd.testing.assert_frame_equal(store.read("candles"), before)
+
+
+def test_computed_tables_may_shrink(store):
+    rows = pd.DataFrame({"symbol": "BTCUSDT", "interval": "60",
+                         "timestamp": pd.date_range("2022-01-01", periods=3, freq="h"),
+                         "from_regime": "ranging", "to_regime": "squeeze"})
+    store.upsert("regime_transitions", rows)
+    assert store.replace_range("regime_transitions", rows.iloc[:0], start="2022-01-01",
+                               end="2022-01-02") == 0
+    assert store.read("regime_transitions").empty
+
+
+def test_a_memory_database_is_refused():
+    for path in (":memory:", ":memory:named", ""):
+        with pytest.raises(StoreError, match="memory"):
+            Store(path)
+
+
+def test_a_writer_refuses_a_deleted_database(store):
+    store.upsert("candles", candles("BTCUSDT", "2022-01-01", 3))
+    store.path.unlink()
+    with pytest.raises(StoreError, match="deleted"):
+        store.upsert("candles", candles("BTCUSDT", "2022-01-02", 3))
+    assert not store.path.exists()  # not recreated holding only the new rows
+    store.init()  # explicitly starting afresh is allowed
+    assert store.upsert("candles", candles("BTCUSDT", "2022-01-02", 3)) == 3
 
 
 def test_replace_refuses_rows_outside_the_slice_and_keeps_old_rows(store):
