@@ -215,6 +215,19 @@ def _database_path(path: str | Path) -> Path:
     return Path(path)
 
 
+#: A writer waiting for the file marks it with this file beside it (touched at every retry).
+WRITER_WAITING_SUFFIX = ".writer-waiting"
+#: A mark older than this is a writer that gave up or crashed: readers ignore it.
+WRITER_WAITING_FRESH_S = 3.0
+
+
+def _fresh(marker: Path) -> bool:
+    try:
+        return time.time() - marker.stat().st_mtime < WRITER_WAITING_FRESH_S
+    except OSError:
+        return False
+
+
 def _is_lock_error(exc: BaseException) -> bool:
     text = str(exc)
     return "lock" in text.lower() or "Conflicting lock" in text
@@ -312,27 +325,40 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
-        while True:
-            try:
-                # Rows carry their own keys and reads ORDER BY them, so DuckDB need not keep
-                # insertion order: that is what lets bulk inserts with a primary key reach
-                # about 1 M rows/s here instead of about 0.6 M.
-                return duckdb.connect(
-                    str(self.path),
-                    read_only=read_only,
-                    config={"preserve_insertion_order": False},
-                )
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
-                # Another process holds the file (one writer or many readers, never both).
-                if not _is_lock_error(exc) or time.monotonic() >= deadline:
-                    if _is_lock_error(exc):
-                        raise StoreError(
-                            f"database {self.path} stayed locked for {self.lock_timeout:.0f} s: "
-                            f"{exc}"
-                        ) from exc
-                    raise
+        waiting = self.path.with_name(self.path.name + WRITER_WAITING_SUFFIX)
+        if read_only:
+            # Readers give way to a writer that is waiting: readers polling without pause
+            # (several dashboards) would otherwise keep the file shared for ever.
+            while _fresh(waiting) and time.monotonic() < deadline:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.5)
+            delay = 0.01
+        try:
+            while True:
+                try:
+                    # Rows carry their own keys and reads ORDER BY them, so DuckDB need not
+                    # keep insertion order: that is what lets bulk inserts with a primary key
+                    # reach about 1 M rows/s here instead of about 0.6 M.
+                    return duckdb.connect(
+                        str(self.path),
+                        read_only=read_only,
+                        config={"preserve_insertion_order": False},
+                    )
+                except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                    # Another process holds the file (one writer or many readers, never both).
+                    if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                        if _is_lock_error(exc):
+                            raise StoreError(
+                                f"database {self.path} stayed locked for "
+                                f"{self.lock_timeout:.0f} s: {exc}") from exc
+                        raise
+                    if not read_only:
+                        waiting.touch()  # readers see it and hold back
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.5)
+        finally:
+            if not read_only:
+                waiting.unlink(missing_ok=True)
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
