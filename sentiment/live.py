@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
 import pandas as pd
 
 from sentiment import hmm
@@ -130,6 +131,8 @@ def fetch_new(store: Store, config: Config, bybit: BybitClient,
     for symbol in config.symbols:
         for interval in config.intervals:
             start = since(("candles", symbol, interval), interval_delta(interval))
+            # A bar the exchange left out of an earlier answer is asked for again.
+            start = min(start, first_missing_bar(store, symbol, interval, start))
             fetches.append(("candles", partial(bybit.klines, symbol, interval, start, now)))
         if ex.funding_rate:
             start = since(("funding_rates", symbol, None), _MS)
@@ -162,6 +165,24 @@ def fetch_new(store: Store, config: Config, bybit: BybitClient,
             upserts.setdefault(table, []).append(frame)
     return {t: pd.concat([f for f in fs if len(f)], ignore_index=True)
             for t, fs in upserts.items() if any(len(f) for f in fs)}
+
+
+#: How far back the live job looks for a bar an earlier answer left out.
+GAP_LOOKBACK = dt.timedelta(days=3)
+
+
+def first_missing_bar(store: Store, symbol: str, interval: str, after: dt.datetime
+                      ) -> dt.datetime:
+    """The open time of the first bar missing between the stored bars of the last
+    :data:`GAP_LOOKBACK` before ``after`` (``after`` when there is none)."""
+    iv = interval_delta(interval)
+    stored = store.read("candles", start=after - GAP_LOOKBACK, end=after,
+                        where={"symbol": symbol, "interval": interval})
+    if len(stored) < 2:
+        return after
+    times = pd.DatetimeIndex(pd.to_datetime(stored["open_time"])).sort_values()
+    holes = np.flatnonzero((times[1:] - times[:-1]) > pd.Timedelta(iv))
+    return (times[holes[0]] + iv).to_pydatetime() if len(holes) else after
 
 
 # --------------------------------------------------------------------------- due rules
@@ -280,6 +301,12 @@ def update_symbol_interval(store: Store, config: Config, symbol: str, interval: 
         done = candles[pd.to_datetime(candles["open_time"]) + iv <= pd.Timestamp(last_close)]
         try:
             tracker = MarketSentimentTracker.restore(state, config, candles=done)
+            if tracker.n_bars != len(done):
+                # A bar before the checkpoint arrived late (the exchange had left it out):
+                # the checkpoint no longer continues the stored history.
+                raise CheckpointMismatch(
+                    "checkpoint", f"made over {tracker.n_bars} bars, {len(done)} are stored "
+                    f"up to {last_close}", symbol=symbol, field="candles")
             since = last_close - dt.timedelta(days=3)
         except CheckpointMismatch as exc:
             # After an upgrade of the engine or a change of the configuration the stored
@@ -287,7 +314,7 @@ def update_symbol_interval(store: Store, config: Config, symbol: str, interval: 
             # replaced) rather than continue from a state that no longer means the same.
             log.warning("%s %s: %s; recomputing from the first stored bar", symbol,
                         interval, exc)
-            last_close = None
+            tracker, last_close = None, None
     if tracker is None:
         tracker = MarketSentimentTracker(symbol, interval, config)
     inputs = load_inputs(store, config, symbol, start=since)

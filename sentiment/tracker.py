@@ -440,6 +440,11 @@ class MarketSentimentTracker:
         return out
 
     @property
+    def n_bars(self) -> int:
+        """Closed bars processed since the first (restored checkpoints included)."""
+        return self._n_bars
+
+    @property
     def last_timestamp(self) -> dt.datetime | None:
         return _to_datetime(self._bars[-1][0] + self._interval_ms) if self._bars else None
 

@@ -125,6 +125,7 @@ FAULT_KINDS = (
     "retcode",
     "missing_field",
     "bad_number",
+    "drop_item",
 )
 
 KLINE_PATH = "/v5/market/kline"
@@ -1012,8 +1013,10 @@ def _apply_fault(fault: _Fault, path: str, reply: _Reply | None, now: int) -> _R
 
 def _edit_items(payload: Any, path: str, kind: str, name: str | int | None) -> None:
     """``missing_field``: drop the field from every list item; ``bad_number``: put "abc" in
-    the first item's field. Kline rows are arrays: ``missing_field`` cuts each row before the
-    field's position (the row then lacks it, as a short row would), the close by default."""
+    the first item's field; ``drop_item``: leave out the list item at index ``field`` (1 by
+    default: for klines, newest first, the bar before the newest). Kline rows are arrays:
+    ``missing_field`` cuts each row before the field's position (the row then lacks it, as a
+    short row would), the close by default."""
     if not isinstance(payload, dict):
         return
     if _is_fng(path):
@@ -1025,6 +1028,11 @@ def _edit_items(payload: Any, path: str, kind: str, name: str | int | None) -> N
         # Lists are edited item by item; a result without a list (server time) as one item.
         items = result["list"] if "list" in result else ([result] if result else [])
     if not isinstance(items, list):
+        return
+    if kind == "drop_item":
+        index = name if isinstance(name, int) else 1
+        if 0 <= index < len(items):
+            del items[index]
         return
     if _norm_path(path) == KLINE_PATH:
         index = name if isinstance(name, int) else KLINE_FIELD_INDEX.get(str(name), 4)

@@ -403,3 +403,39 @@ def test_a_checkpoint_of_an_older_engine_recomputes_the_history(live_db, clean_r
     assert_tables_equal(after[list(HISTORY_COLUMNS)], before[list(HISTORY_COLUMNS)])
     versions = {json.loads(s)["version"] for s in store.read("tracker_state")["state"]}
     assert versions == {CHECKPOINT_VERSION}
+
+
+def test_a_bar_the_exchange_left_out_once_is_healed_and_live_equals_backfill(clean_replay,
+                                                                           tmp_path):
+    from sentiment.live import live_update
+    from sentiment.sources.bybit import BybitClient
+    from sentiment.sources.fear_greed import FearGreedClient
+
+    config = dataclasses.replace(load_config(), start_date=dt.date(2022, 3, 8))
+    clients = (BybitClient(clean_replay.base_url),
+               FearGreedClient(clean_replay.fear_greed_url))
+    live = Store(str(tmp_path / "gap.duckdb"))
+    clean_replay.set_clock(dt.datetime(2022, 3, 10, 0, 0, 30))
+    live_update(live, config, *clients)
+    # Three bars close; the answer for BTCUSDT 1h (newest first: the bar in progress, then
+    # 02:00, 01:00, 00:00) leaves out the middle one.
+    clean_replay.set_clock(dt.datetime(2022, 3, 10, 3, 0, 30))
+    clean_replay.inject("/v5/market/kline", "drop_item", count=1, field=2,
+                        match={"symbol": "BTCUSDT", "interval": "60"})
+    live_update(live, config, *clients)
+    opened = set(pd.to_datetime(
+        live.read("candles", where={"symbol": "BTCUSDT", "interval": "60"})["open_time"]))
+    assert pd.Timestamp("2022-03-10 01:00") not in opened  # the gap
+    assert pd.Timestamp("2022-03-10 02:00") in opened
+    # The next bar: the left-out one is asked for again, and the history recomputed.
+    clean_replay.set_clock(dt.datetime(2022, 3, 10, 4, 0, 30))
+    live_update(live, config, *clients)
+    opened = pd.to_datetime(
+        live.read("candles", where={"symbol": "BTCUSDT", "interval": "60"})["open_time"])
+    assert (opened.diff().dropna() == pd.Timedelta(hours=1)).all()
+    # The same rows a single computation over every bar gives.
+    once = Store(str(tmp_path / "once.duckdb"))
+    live_update(once, config, *clients)
+    assert_tables_equal(live.read("sentiment_history")[list(HISTORY_COLUMNS)],
+                        once.read("sentiment_history")[list(HISTORY_COLUMNS)])
+    assert_tables_equal(live.read("regime_transitions"), once.read("regime_transitions"))
