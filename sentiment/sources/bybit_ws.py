@@ -130,9 +130,9 @@ class BybitStream:
                 last_heard = time.monotonic()
                 try:
                     message = json.loads(raw)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):  # not JSON, or nested too deep
                     self.bad_frames += 1
-                    log.error("bybit_ws: a frame that is not JSON skipped: %.80r", raw)
+                    log.error("bybit_ws: a frame that is not usable JSON skipped: %.80r", raw)
                     continue
                 if not isinstance(message, dict):
                     self.bad_frames += 1

@@ -109,9 +109,10 @@ class ReplayStream:
         with self._lock:
             self._scripts.setdefault(topic, deque()).extend(bursts)
 
-    def push(self, topic: str, message: dict) -> int:
-        """Send ``message`` to every connection subscribed to ``topic``; how many."""
-        text = json.dumps(message)
+    def push(self, topic: str, message: dict | str) -> int:
+        """Send ``message`` (a JSON object, or text sent as it is) to every connection
+        subscribed to ``topic``; how many."""
+        text = message if isinstance(message, str) else json.dumps(message)
         with self._lock:
             clients = [c for c in self._clients if topic in c.topics]
             for client in clients:

@@ -362,3 +362,14 @@ def test_one_resync_per_gap_however_many_deltas_are_in_flight(ws):
         until(lambda: run.recorder.symbols["BTCUSDT"].book.update_id == 500)
     assert [r["op"] for r in ws.received if r.get("args") == [BOOK]].count("unsubscribe") == 1
     assert run.recorder.counters.resyncs == 1
+
+
+def test_a_frame_nested_too_deeply_is_skipped_and_the_stream_goes_on(ws):
+    topic = "allLiquidation.BTCUSDT"
+    with Running(ws.url) as run:
+        until(lambda: ws.subscriptions(topic) == 1)
+        ws.push(topic, "[" * 100_000 + "]" * 100_000)  # json's recursive decoder gives up
+        ws.push(topic, liquidation(T0, "Buy", "0.5"))
+        until(lambda: run.recorder.counters.liquidations == 1)
+    assert run.client.bad_frames == 1
+    assert run.client.connections == 1  # skipped, not a reason to reconnect
