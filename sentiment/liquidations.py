@@ -108,7 +108,17 @@ class LiquidationMonitor:
                              "positive", symbol=self.symbol, field="size/price")
         if self.since_ms is None:
             self.since_ms = int(ts)
-        self.events.append((int(ts), side == LONG_SIDE, float(size) * float(price)))
+        ts, is_long, notional = int(ts), side == LONG_SIDE, float(size) * float(price)
+        # Bounded under a flood: an event joins the entry of its side in the same second
+        # (at most two entries a second, so an hour holds at most 7,200), stamped with the
+        # later time, so it is never counted before it happened.
+        for k in (-1, -2):
+            if len(self.events) >= -k:
+                t, long_side, total = self.events[k]
+                if long_side == is_long and t // 1000 == ts // 1000 and ts >= t:
+                    self.events[k] = (ts, is_long, total + notional)
+                    return
+        self.events.append((ts, is_long, notional))
 
     def reading(self, now_ms: int) -> LiquidationReading:
         """The pressure as of ``now_ms`` (events stamped after it are not counted)."""

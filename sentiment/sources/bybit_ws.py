@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WS_URL = "wss://stream.bybit.com/v5/public/linear"
 SUBSCRIBE_BATCH = 10
+#: The largest frame read. Bybit's largest public push (a 50-level book snapshot) is a few
+#: kB; a bigger frame is refused as soon as its header announces it, before it is read.
+MAX_FRAME_BYTES = 1024 * 1024
 
 
 class StreamRefused(SourceError):
@@ -103,6 +106,7 @@ class BybitStream:
         """One connection: subscribe, then read until stopped or the connection dies."""
         self._ws = websocket.create_connection(self.url, timeout=self.connect_timeout,
                                                enable_multithread=True)
+        _cap_frames(self._ws, MAX_FRAME_BYTES)
         try:
             self.connections += 1
             self._subscribe("subscribe", self.topics)
@@ -167,6 +171,8 @@ class BybitStream:
             except StreamRefused:
                 raise
             except (ConnectionLost, websocket.WebSocketException, OSError) as exc:
+                if isinstance(exc, FrameTooLarge):
+                    self.bad_frames += 1
                 if self.connections > connected_before:
                     failures = 0  # it had worked: start the backoff again
                 failures += 1
@@ -179,3 +185,23 @@ class BybitStream:
                 waited = time.monotonic() + delay
                 while not self.stopping and time.monotonic() < waited:
                     time.sleep(min(0.05, delay))
+
+
+class FrameTooLarge(websocket.WebSocketException):
+    """A frame's header announced more than :data:`MAX_FRAME_BYTES`."""
+
+
+def _cap_frames(ws: websocket.WebSocket, limit: int) -> None:
+    """Refuse a frame longer than ``limit`` once its length is known. websocket-client has
+    no such option; its frame buffer reads the length, then the whole payload in one go, so
+    the check goes between the two (library internals: ``frame_buffer.recv_length``)."""
+    buffer = ws.frame_buffer
+    read_length = buffer.recv_length
+
+    def capped() -> None:
+        read_length()
+        if buffer.length is not None and buffer.length > limit:
+            raise FrameTooLarge(f"a frame of {buffer.length:,} bytes is over the "
+                                f"{limit:,}-byte cap")
+
+    buffer.recv_length = capped

@@ -373,3 +373,17 @@ def test_a_frame_nested_too_deeply_is_skipped_and_the_stream_goes_on(ws):
         until(lambda: run.recorder.counters.liquidations == 1)
     assert run.client.bad_frames == 1
     assert run.client.connections == 1  # skipped, not a reason to reconnect
+
+
+def test_a_frame_over_the_cap_is_refused_before_it_is_read(ws, monkeypatch):
+    from sentiment.sources import bybit_ws
+
+    monkeypatch.setattr(bybit_ws, "MAX_FRAME_BYTES", 100_000)
+    topic = "allLiquidation.BTCUSDT"
+    with Running(ws.url, backoff_seconds=0.05) as run:
+        until(lambda: ws.subscriptions(topic) == 1)
+        ws.push(topic, '{"topic": "' + "x" * 5_000_000 + '"}')  # a 5 MB frame
+        until(lambda: ws.subscriptions(topic) == 2)  # dropped at its header, connected again
+        ws.push(topic, liquidation(T0, "Buy", "0.5"))
+        until(lambda: run.recorder.counters.liquidations == 1)
+    assert run.client.bad_frames == 1

@@ -92,3 +92,22 @@ def test_bad_liquidations_name_the_field(side, size, price, field):
         m.add(T0, side, size, price)
     assert err.value.field == field and err.value.symbol == "ETHUSDT"
     assert not m.events
+
+
+def test_a_flood_is_held_in_bounded_memory_and_summed_exactly():
+    m = LiquidationMonitor("BTCUSDT")
+    n = 100_000
+    for i in range(n):  # 1,000 a second for 100 s, sides alternating
+        m.add(T0 + i // 10 * 10 + i % 10, "Buy" if i % 2 else "Sell", 1.0, 100.0)
+    assert len(m.events) <= 2 * 100  # two entries a second at most
+    r = m.reading(T0 + 100_000)
+    assert r.long_volume + r.short_volume == pytest.approx(n * 100.0)
+    assert r.long_volume == pytest.approx(n / 2 * 100.0)
+
+
+def test_an_event_joined_to_its_second_is_never_counted_before_it_happened():
+    m = LiquidationMonitor("BTCUSDT")
+    m.add(T0 + 100, "Buy", 1.0, 100.0)
+    m.add(T0 + 900, "Buy", 2.0, 100.0)
+    assert m.reading(T0 + 500).long_volume <= 100.0  # the one at +900 not yet
+    assert m.reading(T0 + 900).long_volume == pytest.approx(300.0)
