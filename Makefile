@@ -6,14 +6,23 @@ BIN    := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SENTIMENT_DB ?= data/sentiment.duckdb
 
-.PHONY: install demo test up bench bench-quality lint clean
+.PHONY: install lock demo test up bench bench-quality lint clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Exactly what was tested: every package pinned with its hashes in requirements.lock (pip
+# refuses anything else), then the project itself without resolving again.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+	  -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e '.[dev]'
 	touch $@
+
+# After changing a dependency in pyproject.toml: pin it again (commit both files together).
+lock: install
+	$(BIN)/pip-compile --quiet --generate-hashes --extra dev --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 demo: install
 	$(BIN)/python -m orchestration.demo
