@@ -11,11 +11,12 @@ export SENTIMENT_DB ?= data/sentiment.duckdb
 install: $(VENV)/.installed
 
 # Exactly what was tested: every package pinned with its hashes in requirements.lock (pip
-# refuses anything else), then the project itself without resolving again.
+# refuses anything else; --no-deps: the lock already holds every dependency, extras
+# included), then the project itself without resolving again.
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
-	  -r requirements.lock
+	  --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e '.[dev]'
 	touch $@
 
