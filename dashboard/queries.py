@@ -29,7 +29,8 @@ from sentiment.store import Store, named_queries
 
 log = logging.getLogger(__name__)
 SQL = named_queries("dashboard.sql")
-#: How long a read waits for a writer to finish committing before the page says so.
+#: How long a read waits for a writer to finish committing before the page says so
+#: (``dashboard.lock_wait_seconds``, set at every page run by :func:`context`).
 LOCK_TIMEOUT_S = 10.0
 #: How long a result is reused (by every open page) before the database is read again.
 CACHE_TTL_S = 2
@@ -48,7 +49,10 @@ class Busy(Exception):
 def context() -> tuple[Settings, Config]:
     """The process settings (where the database and the exchange are) and the validated
     configuration; read at every page run, so a configuration error shows at once."""
-    return get_settings(), load_config()
+    global LOCK_TIMEOUT_S
+    config = load_config()
+    LOCK_TIMEOUT_S = config.dashboard.lock_wait_seconds
+    return get_settings(), config
 
 
 #: The last answer to each read, and when it was read: shown, with a note, while a writer

@@ -159,6 +159,9 @@ class DashboardConfig:
     # A symbol's latest row is flagged stale once its bar closed more than this many
     # intervals before the exchange's clock.
     stale_after_bars: int = 2
+    # How long a read waits for a writer to commit before the page shows its last good
+    # view with a "database busy" note.
+    lock_wait_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -479,7 +482,8 @@ def _validate(raw: Any, path: str | None) -> Config:
     out["hmm"] = _hmm_section(data.get("hmm"), f"{k}.hmm", path)
     out["dashboard"] = _section(
         data.get("dashboard"), DashboardConfig, f"{k}.dashboard", path,
-        {"refresh_seconds": pos_int, "default_days": pos_int, "stale_after_bars": pos_int},
+        {"refresh_seconds": pos_int, "default_days": pos_int, "stale_after_bars": pos_int,
+         "lock_wait_seconds": lambda v, key, p: _bounded(v, key, p, 120.0)},
     )
     stream = _section(
         data.get("stream"), StreamConfig, f"{k}.stream", path,

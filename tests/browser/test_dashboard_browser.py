@@ -42,11 +42,14 @@ def _free_port() -> int:
 class Dashboard:
     """``streamlit run dashboard/app.py`` in a subprocess, on a free loopback port."""
 
-    def __init__(self, db: str, exchange_url: str, tmp: Path, refresh_seconds: int = 1):
+    def __init__(self, db: str, exchange_url: str, tmp: Path, refresh_seconds: int = 1,
+                 lock_wait_seconds: float = 10):
         config = tmp / "sentiment.yaml"
         text = (ROOT / "sentiment.yaml").read_text(encoding="utf-8")
         config.write_text(text.replace("refresh_seconds: 10",
-                                       f"refresh_seconds: {refresh_seconds}"),
+                                       f"refresh_seconds: {refresh_seconds}")
+                          .replace("lock_wait_seconds: 10",
+                                   f"lock_wait_seconds: {lock_wait_seconds}"),
                           encoding="utf-8")
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -259,3 +262,42 @@ def test_the_dashboard_reads_while_the_live_job_and_a_backfill_write(
         server.close()
     log = server.log.read_text()
     assert "Could not set lock" not in log and "Traceback" not in log
+
+
+def test_a_busy_database_keeps_the_page_with_a_note(page, dashboard_db, clean_replay,
+                                                    tmp_path):
+    """The pipeline holds the write lock: the open overview keeps its last good view under
+    a "database busy" note (no traceback, no path or PID), and drops the note once the
+    writer is done."""
+    import shutil
+    import textwrap
+
+    db = str(tmp_path / "busy.duckdb")
+    shutil.copy(dashboard_db, db)
+    app = Dashboard(db, clean_replay.base_url, tmp_path, lock_wait_seconds=0.5)
+    try:
+        page.goto(app.url)
+        page.get_by_text("BTCUSDT").first.wait_for(timeout=60_000)
+        writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from sentiment.store import Store
+            with Store({db!r}).connect() as conn:
+                print("locked", flush=True)
+                sys.stdin.readline()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout.readline().strip() == "locked"
+            note = page.get_by_text("Database busy (the pipeline is writing)")
+            note.wait_for(timeout=60_000)  # the page's next refresh reads past the lock
+            # The cards drawn from the last good read, under the note.
+            page.get_by_text("ETHUSDT").first.wait_for(timeout=60_000)
+            text = page.inner_text("body")
+            assert "showing data as of" in text
+            assert "BTCUSDT" in text and "ETHUSDT" in text, text  # the last good view stays
+            assert "Traceback" not in text and "PID" not in text and db not in text
+            _shot(page, tmp_path, "dashboard-busy.png")
+        finally:
+            writer.communicate("\n", timeout=30)
+        note.wait_for(state="detached", timeout=60_000)  # fresh data again, no note
+    finally:
+        app.close()

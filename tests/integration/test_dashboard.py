@@ -369,7 +369,10 @@ def test_a_busy_database_shows_the_last_good_view_with_a_note(dashboard_db, clea
     shutil.copy(dashboard_db, db)
     monkeypatch.setenv("SENTIMENT_DB", db)
     monkeypatch.setenv("BYBIT_BASE_URL", clean_replay.base_url)
-    monkeypatch.setattr(queries, "LOCK_TIMEOUT_S", 0.5)
+    config = tmp_path / "sentiment.yaml"
+    config.write_text((Path(APP).parents[1] / "sentiment.yaml").read_text().replace(
+        "lock_wait_seconds: 10", "lock_wait_seconds: 0.5"))
+    monkeypatch.setenv("SENTIMENT_CONFIG", str(config))
     st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
