@@ -14,8 +14,8 @@ long position liquidated, "Sell" a short one. Over the last ``window`` (5 min by
 
 What the stream may take from a push is bounded here (DESIGN 9.3: impossible values stop at
 the boundary): :func:`check_liquidation` is the one check of a pushed liquidation, and
-``MAX_PRICE`` / ``MAX_SIZE`` bound every price and size or amount the stream keeps (books and
-tickers too).
+``MAX_PRICE`` / ``MAX_SIZE`` (sentiment.models) bound every price and size the stream keeps
+(books and tickers too).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from sentiment.errors import InputError
+from sentiment.models import MAX_PRICE, MAX_SIZE
 
 #: Bybit ``allLiquidation`` side of a liquidated long position.
 LONG_SIDE = "Buy"
@@ -31,13 +32,7 @@ CASCADE_RATIO = 3.0
 SQUEEZE_SHARE = 0.8
 HOUR_MS = 3_600_000
 
-#: The largest price taken (quote coin per unit; BTC is about 1e5) and the largest size or
-#: amount (1e15 < 2**53, so whole numbers stay exact; the largest 24 h turnover on Bybit is
-#: about 1e10). Both are orders of magnitude above any real value, and their product is at
-#: most 1e27: a sum of a billion notionals stays below 1e36, nowhere near float64's 1.8e308.
-MAX_PRICE = 1e12
-MAX_SIZE = 1e15
-MAX_NOTIONAL = MAX_PRICE * MAX_SIZE
+MAX_NOTIONAL = MAX_PRICE * MAX_SIZE  # the largest size x price (sentiment.models bounds)
 #: A liquidation's time ``T`` against the time ``ts`` of the push carrying it. Bybit pushes
 #: ``allLiquidation`` every 500 ms, so ``T`` is a moment before ``ts``; a little after it is
 #: clock skew between Bybit's services. The hour back leaves room for the replay exchange,

@@ -10,6 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+#: The largest price taken from any source (quote coin per unit; BTC is about 1e5) and the
+#: largest size or amount (1e15 < 2**53, so whole numbers stay exact; a meme coin's weekly
+#: spot volume is of the order of 1e14 base coins). Both are orders of magnitude above any
+#: real value, and their product is at most 1e27: a sum of a billion notionals stays below
+#: 1e36, nowhere near float64's 1.8e308 (a 1e308 price once turned later scores NULL).
+MAX_PRICE = 1e12
+MAX_SIZE = 1e15
+
 #: Regime names, in the order of their integer codes inside the engine.
 REGIMES: tuple[str, ...] = (
     "trending_up",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from sentiment.errors import InputError
-from sentiment.liquidations import MAX_PRICE, MAX_SIZE
+from sentiment.models import MAX_PRICE, MAX_SIZE
 
 LEVELS = 5
 WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125, 0.0625)

@@ -38,13 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sentiment.errors import InputError
-from sentiment.liquidations import (
-    MAX_PRICE,
-    MAX_SIZE,
-    LiquidationMonitor,
-    LiquidationReading,
-    check_liquidation,
-)
+from sentiment.liquidations import LiquidationMonitor, LiquidationReading, check_liquidation
+from sentiment.models import MAX_PRICE, MAX_SIZE
 from sentiment.orderbook import BadBook, BookGap, OrderBook
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ import pandas as pd
 import requests
 
 from sentiment.errors import TransientSourceError
+from sentiment.models import MAX_PRICE, MAX_SIZE
 from sentiment.sources.http import (
     MAX_EPOCH_MS,
     HttpTransport,
@@ -80,12 +81,10 @@ TRANSIENT_RET_CODES = {10006: "rate limit", 10000: "server timeout", 10016: "ser
 KLINE_FIELDS = ("startTime", "openPrice", "highPrice", "lowPrice", "closePrice", "volume",
                 "turnover")
 
-#: Plausible values. A price is > 0 and at most 1e12 (seven orders of magnitude above
-#: Bitcoin's; products and squares of such values stay far from float64's 1.8e308, unlike the
-#: 1e308 that once turned later scores NULL). A size (volume, turnover, open interest) is >= 0
-#: and at most 1e15: a meme coin's weekly spot volume is of the order of 1e14 base coins.
-PRICE = Range(0.0, 1e12, open_low=True)
-SIZE = Range(0.0, 1e15)
+#: Plausible values (the bounds every source shares, sentiment.models): a price > 0, a size
+#: (volume, turnover, open interest) >= 0.
+PRICE = Range(0.0, MAX_PRICE, open_low=True)
+SIZE = Range(0.0, MAX_SIZE)
 RATIO = Range(0.0, 1.0)
 #: Funding per settlement, as a fraction. Exchanges cap it per contract: Bybit's
 #: ``upperFundingRate`` is 0.375 % to a few % (Binance's widened caps stop at 3 %), so 5 % is
