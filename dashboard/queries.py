@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections import OrderedDict
 
 import duckdb
 import pandas as pd
@@ -56,8 +57,10 @@ def context() -> tuple[Settings, Config]:
 
 
 #: The last answer to each read, and when it was read: shown, with a note, while a writer
-#: holds the database past :data:`LOCK_TIMEOUT_S` (process-wide, like the cache).
-_LAST_GOOD: dict[tuple, tuple[list[pd.DataFrame], dt.datetime]] = {}
+#: holds the database past :data:`LOCK_TIMEOUT_S` (process-wide, like the cache). Bounded:
+#: the least recently used reads go first.
+_LAST_GOOD: OrderedDict[tuple, tuple[list[pd.DataFrame], dt.datetime]] = OrderedDict()
+LAST_GOOD_KEPT = 64
 #: Per database, the time of the data shown while it is busy (absent when it is not).
 _SHOWING_AS_OF: dict[str, dt.datetime] = {}
 
@@ -80,6 +83,9 @@ def _read(db_path: str, queries: list[tuple[str, list]]) -> list[pd.DataFrame]:
             return [f.copy() for f in frames]
         raise Busy("the pipeline is writing to the database") from None
     _LAST_GOOD[key] = (frames, dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    _LAST_GOOD.move_to_end(key)
+    while len(_LAST_GOOD) > LAST_GOOD_KEPT:
+        _LAST_GOOD.popitem(last=False)
     _SHOWING_AS_OF.pop(db_path, None)
     return frames
 

@@ -108,10 +108,10 @@ STRESS_ENTRY = 0.5
 
 # Regime machine state: current regime, bars in it, pending regime, its bars, cooldown,
 # the previous bar's Bollinger bandwidth, ATR and close, the slow NATR baseline, the bars
-# an event regime still lasts, the trend direction, then the smoothed evidence per regime.
+# an event regime still lasts, then the smoothed evidence per regime (envelope, slow EMA).
 (R_CURRENT, R_DURATION, R_PENDING, R_PENDING_BARS, R_COOLDOWN,
- R_PREV_BW, R_PREV_ATR, R_PREV_CLOSE, R_VOL_BASE, R_HOLD, R_DIRECTION) = range(11)
-R_EVIDENCE = 11
+ R_PREV_BW, R_PREV_ATR, R_PREV_CLOSE, R_VOL_BASE, R_HOLD) = range(10)
+R_EVIDENCE = 10
 R_SLOW = R_EVIDENCE + N_REGIMES
 STATE_SIZE = R_SLOW + N_REGIMES
 
@@ -359,7 +359,6 @@ def regime_step(s, x, p, structure_direction, bos, choch, out):
     a change / -1 for the first regime / NaN, confirmed regime, its smoothed evidence).
     """
     d = direction_vote(x, structure_direction)
-    s[R_DIRECTION] = d
     values = np.empty(N_REGIMES)
     for k in range(N_REGIMES):
         values[k] = evidence(k, x, p, s, d, bos, choch)

@@ -278,6 +278,8 @@ class HttpTransport:
                 response = self.session.get(url, params=params, timeout=self.timeout,
                                             stream=True)
                 try:
+                    # requests' own cache of the body (what .content and .text return), filled
+                    # here under the deadline and the cap instead of by requests.
                     response._content = _read_body(response, deadline, ctx)
                 finally:
                     response.close()
