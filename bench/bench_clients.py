@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sentiment.sources.bybit import BybitClient  # noqa: E402
-from sentiment.sources.replay import BUNDLE_END, BUNDLE_START, ReplayExchange  # noqa: E402
+from replay.server import BUNDLE_END, BUNDLE_START, ReplayExchange  # noqa: E402
+from sentiment.io.sources.bybit import BybitClient  # noqa: E402
 
 
 def main() -> None:

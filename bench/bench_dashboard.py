@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 from conftest import build_database  # noqa: E402
 
+from replay.server import ReplayExchange  # noqa: E402
 from sentiment.config import INTERVAL_MINUTES, load_config  # noqa: E402
-from sentiment.sources.replay import ReplayExchange  # noqa: E402
-from sentiment.store import Store, named_queries  # noqa: E402
+from sentiment.io.store import Store, named_queries  # noqa: E402
 
 LOADS = 7
 VIEW = {"viewport": {"width": 1600, "height": 1100}}

@@ -24,8 +24,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sentiment.config import load_config  # noqa: E402
+from sentiment.core.indicators.talib_set import compute_talib  # noqa: E402
 from sentiment.history import compute_history  # noqa: E402
-from sentiment.indicators.talib_set import compute_talib  # noqa: E402
 from sentiment.tracker import MarketSentimentTracker  # noqa: E402
 
 BARS = 525_600

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from replay.server import load_bundle  # noqa: E402
 from sentiment import hmm  # noqa: E402
 from sentiment.config import load_config  # noqa: E402
 from sentiment.history import compute_history, hmm_features  # noqa: E402
-from sentiment.sources.replay import load_bundle  # noqa: E402
 
 
 def _spin(stop) -> None:

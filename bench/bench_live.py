@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 from dagster import DagsterInstance  # noqa: E402
 
 from orchestration.definitions import build_definitions  # noqa: E402
+from replay.server import ReplayExchange  # noqa: E402
 from sentiment.config import load_config  # noqa: E402
+from sentiment.io.store import Store  # noqa: E402
 from sentiment.settings import get_settings  # noqa: E402
-from sentiment.sources.replay import ReplayExchange  # noqa: E402
-from sentiment.store import Store  # noqa: E402
 
 SPEED = 360.0  # replay seconds per wall second: an hourly bar every 10 s
 BARS = 10

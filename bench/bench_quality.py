@@ -3,7 +3,7 @@
 Computes the whole sentiment history of BTCUSDT (2020-03 .. 2025-05) and ETHUSDT
 (2021-03 .. 2025-05) from the recorded Bybit candles with the recorded funding (2021-2023)
 and Fear & Greed, with the walk-forward HMM layer, and prints the evaluation
-(``sentiment.evaluation``) beside the figures the first regime machine gave on the same
+(``sentiment.core.evaluation``) beside the figures the first regime machine gave on the same
 data. Tuning used BTCUSDT only; ETHUSDT is the check.
 
     python bench/bench_quality.py DATA_DIR [--no-hmm] [--symbol BTCUSDT]
@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from sentiment import evaluation  # noqa: E402
 from sentiment.config import load_config  # noqa: E402
-from sentiment.csvfiles import read_candles, read_fear_greed, read_funding  # noqa: E402
 from sentiment.history import compute_history, with_walk_forward_hmm  # noqa: E402
+from sentiment.io.csvfiles import read_candles, read_fear_greed, read_funding  # noqa: E402
 
 #: The first regime machine on the same data (measured before this change, with the HMM).
 BEFORE = {

@@ -18,7 +18,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sentiment.store import Store  # noqa: E402
+from sentiment.io.store import Store  # noqa: E402
 
 ROWS = 1_000_000
 

@@ -28,12 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from replay.ws import ReplayStream  # noqa: E402
 from sentiment.config import load_config  # noqa: E402
-from sentiment.sources.bybit_ws import BybitStream  # noqa: E402
-from sentiment.sources.replay_ws import ReplayStream  # noqa: E402
-from sentiment.staging import Staging, load_staged  # noqa: E402
-from sentiment.store import Store  # noqa: E402
-from sentiment.stream import StreamRecorder, StreamService  # noqa: E402
+from sentiment.io.sources.bybit_ws import BybitStream  # noqa: E402
+from sentiment.io.staging import Staging, load_staged  # noqa: E402
+from sentiment.io.store import Store  # noqa: E402
+from sentiment.services.stream import StreamRecorder, StreamService  # noqa: E402
 
 SNAPSHOT = ROOT / "tests" / "fixtures" / "bybit" / "ws_orderbook_snapshot.json"
 DELTAS = 50_000
@@ -90,7 +90,7 @@ def bench_processing(messages: list[str]) -> None:
 
 _SERVER = """
 import json, sys
-from sentiment.sources.replay_ws import ReplayStream
+from replay.ws import ReplayStream
 messages = [json.loads(line) for line in open(sys.argv[1])]
 with ReplayStream(symbols=["BTCUSDT"], push_seconds=0.001) as ws:
     ws.script("orderbook.50.BTCUSDT", messages)

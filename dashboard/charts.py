@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sentiment.engine import (
+from sentiment.core.engine import (
     FEAR_GREED_HIGH,
     FEAR_GREED_LOW,
     FUNDING_HIGH,
@@ -16,8 +16,8 @@ from sentiment.engine import (
     LONG_SHORT_HIGH,
     LONG_SHORT_LOW,
 )
+from sentiment.core.scores import SUBSCORE_COLUMNS, contributions
 from sentiment.models import REGIMES
-from sentiment.scores import SUBSCORE_COLUMNS, contributions
 
 REGIME_COLORS: dict[str, str] = {
     "trending_up": "#2ca02c",

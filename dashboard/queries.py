@@ -4,8 +4,8 @@ DuckDB lets one process write a file or many processes read it, never both at on
 pipeline's writers retry a locked file with backoff, so the dashboard must never keep a
 connection open: each page read opens one read-only connection, runs its queries, and closes
 it within milliseconds (retrying while a writer commits). Results are cached for part of the
-refresh period with ``st.cache_data``. The SQL is in ``sql/dashboard.sql``; values are bound
-as parameters, never formatted into it.
+refresh period with ``st.cache_data``. The SQL is in ``sentiment/sql/dashboard.sql``; values
+are bound as parameters, never formatted into it.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import pandas as pd
 import streamlit as st
 
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
+from sentiment.core.evaluation import Evaluation, evaluate
+from sentiment.core.inputs import to_ms
+from sentiment.core.liquidations import LiquidationMonitor
 from sentiment.errors import SentimentError
-from sentiment.evaluation import Evaluation, evaluate
-from sentiment.inputs import to_ms
-from sentiment.liquidations import LiquidationMonitor
+from sentiment.io.sources.bybit import BybitClient
+from sentiment.io.store import Store, named_queries
 from sentiment.settings import Settings, get_settings
-from sentiment.sources.bybit import BybitClient
-from sentiment.store import Store, named_queries
 
 log = logging.getLogger(__name__)
 SQL = named_queries("dashboard.sql")
@@ -125,7 +125,7 @@ def history(db_path: str, symbol: str, interval: str, start: dt.datetime,
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def quality(db_path: str, symbol: str, interval: str, start: dt.datetime,
             end: dt.datetime) -> Evaluation:
-    """The regime-quality evaluation (:func:`sentiment.evaluation.evaluate`) of the rows
+    """The regime-quality evaluation (:func:`sentiment.core.evaluation.evaluate`) of the rows
     :func:`history` reads (under 0.1 s for a year of 1h bars), cached like them."""
     rows, _ = history(db_path, symbol, interval, start, end)
     return evaluate(rows, interval)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from dashboard.charts import regime_price
 from sentiment.config import INTERVAL_MINUTES
-from sentiment.evaluation import (
+from sentiment.core.evaluation import (
     SHARE_TARGETS,
     TARGETS,
     Evaluation,

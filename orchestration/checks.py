@@ -1,6 +1,6 @@
 """Asset checks: no gaps and no duplicate keys in candles, values in range, freshness.
 
-The queries live in ``sql/checks.sql``; each returns the offending rows. Freshness is
+The queries live in ``sentiment/sql/checks.sql``; each returns the offending rows. Freshness is
 measured against the source's clock (the exchange's server time), not the wall clock, so
 the checks mean the same thing against the replay exchange as against Bybit (DESIGN 8.18).
 """
@@ -21,7 +21,7 @@ from dagster import (
 from orchestration.resources import BybitResource, StoreResource
 from sentiment.config import INTERVAL_MINUTES, Config
 from sentiment.errors import SourceError
-from sentiment.store import named_queries
+from sentiment.io.store import named_queries
 
 QUERIES = named_queries("checks.sql")
 

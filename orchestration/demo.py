@@ -17,17 +17,17 @@ import time
 from dagster import DagsterInstance
 
 from orchestration.definitions import build_definitions
-from sentiment.config import load_config
-from sentiment.settings import get_settings
-from sentiment.sources.replay import (
+from replay.server import (
     BUNDLE_END,
     BUNDLE_START,
     BUNDLED_SYMBOLS,
     SYNTHETIC_SERIES,
     ReplayExchange,
 )
-from sentiment.status import format_status
-from sentiment.store import Store, named_queries
+from sentiment.config import load_config
+from sentiment.io.store import Store, named_queries
+from sentiment.services.status import format_status
+from sentiment.settings import get_settings
 
 #: Tables filled by the ingestion assets, and what the demo says about their origin.
 INGESTED = {
@@ -139,7 +139,7 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
     print("Query it (read-only, so the pipeline can keep writing):")
     print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.db_path}', "
           f"read_only=True).sql('SELECT symbol, interval, count(*) FROM candles GROUP BY ALL'))\"")
-    print("  more in sql/examples.sql; rows per table: .venv/bin/sentiment tables")
+    print("  more in sentiment/sql/examples.sql; rows per table: .venv/bin/sentiment tables")
     print("See it in the dashboard (http://127.0.0.1:8501):")
     print(f"  SENTIMENT_DB={settings.db_path} .venv/bin/streamlit run dashboard/app.py")
     return 0

@@ -25,8 +25,8 @@ from orchestration.resources import (
     StoreResource,
 )
 from sentiment.config import Config
-from sentiment.live import live_update as run_live_update
-from sentiment.staging import load_staged
+from sentiment.io.staging import load_staged
+from sentiment.services.live import live_update as run_live_update
 
 MARKET_DATA_ASSETS = ("candles", "funding_rates", "open_interest", "long_short_ratio")
 

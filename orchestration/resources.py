@@ -14,10 +14,10 @@ import duckdb
 from dagster import ConfigurableResource
 from dagster_duckdb import DuckDBResource
 
-from sentiment.sources.bybit import BybitClient
-from sentiment.sources.fear_greed import FearGreedClient
-from sentiment.staging import Staging
-from sentiment.store import Store
+from sentiment.io.sources.bybit import BybitClient
+from sentiment.io.sources.fear_greed import FearGreedClient
+from sentiment.io.staging import Staging
+from sentiment.io.store import Store
 
 
 class StoreResource(DuckDBResource):
@@ -25,7 +25,7 @@ class StoreResource(DuckDBResource):
 
     dagster-duckdb's own ``get_connection`` leaves the file locked when the step raises (it
     closes only on success) and opens read-write only; both break a single-writer file that
-    the dashboard reads. Everything goes through :class:`sentiment.store.Store` instead.
+    the dashboard reads. Everything goes through :class:`sentiment.io.store.Store` instead.
     """
 
     lock_timeout_seconds: float = 60.0

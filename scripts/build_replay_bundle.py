@@ -1,4 +1,4 @@
-"""Rebuild the replay exchange's data bundle (``sentiment/sources/replay_data/``).
+"""Rebuild the replay exchange's data bundle (``replay/data/``).
 
 Usage::
 
@@ -47,7 +47,7 @@ FUNDING_HOURS = (0, 8, 16)
 HOUR = dt.timedelta(hours=1)
 EPOCH = dt.datetime(1970, 1, 1)
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "sentiment" / "sources" / "replay_data"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "replay" / "data"
 
 
 def _ms(t: dt.datetime) -> int:
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="directory with klines/, funding/ and fng/")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="bundle directory (default: the package's replay_data/)")
+                        help="bundle directory (default: the package's data/)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     outputs = [

@@ -21,7 +21,7 @@ def _port(text: str) -> int:
 def _replay_time(text: str) -> str:
     import pandas as pd
 
-    from sentiment.sources.replay import to_ms
+    from replay.server import to_ms
 
     try:
         pd.Timestamp(to_ms(text), unit="ms")  # also in the range a clock can show
@@ -55,7 +55,7 @@ def _count(text: str) -> int:
 
 
 def _replay_server(args: argparse.Namespace) -> int:
-    from sentiment.sources.replay import run_server
+    from replay.server import run_server
 
     run_server(host=args.host, port=args.port, now=args.now, speed=args.speed,
                ws_port=args.ws_port, gap_every=args.gap_every)
@@ -66,8 +66,8 @@ def _stream(args: argparse.Namespace) -> int:
     import logging
 
     from sentiment.config import load_config
+    from sentiment.services.stream import StreamService
     from sentiment.settings import get_settings
-    from sentiment.stream import StreamService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
@@ -78,8 +78,8 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
+    from sentiment.io.store import TABLES, Store
     from sentiment.settings import get_settings
-    from sentiment.store import TABLES, Store
 
     store = Store(args.db or get_settings().db_path)
     try:
@@ -98,9 +98,9 @@ def _tables(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from sentiment.config import load_config
+    from sentiment.io.store import Store, named_queries
+    from sentiment.services.status import format_status, row_json
     from sentiment.settings import get_settings
-    from sentiment.status import format_status, row_json
-    from sentiment.store import Store, named_queries
 
     config = load_config()
     symbols = [args.symbol] if args.symbol else list(config.symbols)
@@ -149,9 +149,9 @@ def _bound(text: str | None, option: str, *, end: bool = False):
 
 def _csv_history(args: argparse.Namespace, config, interval: str):
     """The history of ``--candles`` (with ``--funding``, ``--fear-greed`` and ``--hmm``)."""
-    from sentiment.csvfiles import read_candles, read_fear_greed, read_funding
     from sentiment.errors import InputError
     from sentiment.history import compute_history, with_walk_forward_hmm
+    from sentiment.io.csvfiles import read_candles, read_fear_greed, read_funding
 
     if not args.symbol:
         raise InputError("evaluate", "--candles needs --symbol", field="symbol")
@@ -173,10 +173,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from sentiment.config import load_config
+    from sentiment.core.evaluation import evaluate, format_report, read_events
     from sentiment.errors import InputError
-    from sentiment.evaluation import evaluate, format_report, read_events
+    from sentiment.io.store import Store, named_queries
     from sentiment.settings import get_settings
-    from sentiment.store import Store, named_queries
 
     config = load_config()
     start, end = _bound(args.start, "--from"), _bound(args.end, "--to", end=True)

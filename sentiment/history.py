@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sentiment import engine, hmm
+from sentiment import hmm
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
-from sentiment.errors import InputError
-from sentiment.indicators import custom
-from sentiment.indicators.talib_set import BAR_FIELDS, compute_talib
-from sentiment.inputs import MINUTE_MS, SLOW_INPUTS, asof_inputs, to_ms
-from sentiment.layout import (
+from sentiment.core import engine
+from sentiment.core.indicators import custom
+from sentiment.core.indicators.talib_set import BAR_FIELDS, compute_talib
+from sentiment.core.inputs import MINUTE_MS, SLOW_INPUTS, asof_inputs, to_ms
+from sentiment.core.layout import (
     N_INPUTS,
     N_OUTPUTS,
     Y_CONFIDENCE,
@@ -35,8 +35,9 @@ from sentiment.layout import (
     Y_VOLATILITY,
     X,
 )
+from sentiment.core.regime import move_bars
+from sentiment.errors import InputError
 from sentiment.models import HISTORY_COLUMNS, REGIMES
-from sentiment.regime import move_bars
 from sentiment.tracker import CMF_PERIOD, KELTNER_MULT, SUPERTREND_FACTOR
 
 _FLOAT_COLUMNS = (

@@ -85,7 +85,8 @@ def sentiment_label(score: float | None) -> str:
 #: alternative.me's classification of the index: (lowest value, highest value, label), both
 #: inclusive. Checked on recorded data: 25 is "Extreme Fear", 26 and 46 "Fear", 47 and 54
 #: "Neutral", 55 and 75 "Greed", 76 "Extreme Greed". The engine's extreme marks
-#: (``sentiment.engine.FEAR_GREED_LOW`` / ``FEAR_GREED_HIGH``) are the edges of the outer bands.
+#: (``sentiment.core.engine.FEAR_GREED_LOW`` / ``FEAR_GREED_HIGH``) are the edges of the
+#: outer bands.
 FEAR_GREED_BANDS: tuple[tuple[int, int, str], ...] = (
     (0, 25, "Extreme Fear"),
     (26, 46, "Fear"),

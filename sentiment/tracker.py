@@ -2,7 +2,7 @@
 
 The live path of the product. Per bar it advances the TA-Lib stream handles, the
 indicators written here, the slower inputs (as of the bar's close) and the compiled engine
-shared with the batch path (``sentiment/engine.py``), and returns a
+shared with the batch path (``sentiment/core/engine.py``), and returns a
 :class:`~sentiment.models.SentimentSnapshot`. ``checkpoint()`` is a JSON-serialisable state;
 ``MarketSentimentTracker.restore(state)`` continues exactly where it stopped.
 """
@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiment import engine
 from sentiment.config import INTERVAL_MINUTES, Config, load_config
-from sentiment.errors import CheckpointMismatch, InputError
-from sentiment.indicators.custom import (
+from sentiment.core import engine
+from sentiment.core.indicators.custom import (
     AtrPercentRank,
     ChaikinMoneyFlow,
     Squeeze,
@@ -29,9 +28,9 @@ from sentiment.indicators.custom import (
     keltner,
     settled_atr_value,
 )
-from sentiment.indicators.talib_set import BAR_FIELDS, OUTPUTS, TalibStreams
-from sentiment.inputs import MINUTE_MS, LiveInputs
-from sentiment.layout import (
+from sentiment.core.indicators.talib_set import BAR_FIELDS, OUTPUTS, TalibStreams
+from sentiment.core.inputs import MINUTE_MS, LiveInputs
+from sentiment.core.layout import (
     N_INPUTS,
     N_OUTPUTS,
     X_ATR_RANK,
@@ -65,12 +64,13 @@ from sentiment.layout import (
     Y_TREND,
     Y_VOLATILITY,
 )
-from sentiment.layout import (
+from sentiment.core.layout import (
     OUTPUTS as ENGINE_OUTPUTS,
 )
+from sentiment.core.orderbook import imbalance
+from sentiment.core.regime import move_bars
+from sentiment.errors import CheckpointMismatch, InputError
 from sentiment.models import REGIMES, RegimeState, SentimentSnapshot
-from sentiment.orderbook import imbalance
-from sentiment.regime import move_bars
 
 CHECKPOINT_VERSION = 2
 KELTNER_MULT = 1.5

@@ -15,7 +15,7 @@ os.environ.setdefault("BYBIT_WS_URL", "ws://127.0.0.1:9/v5/public/linear")
 
 @pytest.fixture(scope="session")
 def replay():
-    from sentiment.sources.replay import ReplayExchange
+    from replay.server import ReplayExchange
 
     with ReplayExchange(port=0) as exchange:
         yield exchange
@@ -24,7 +24,7 @@ def replay():
 @pytest.fixture
 def clean_replay(replay):
     """The shared replay exchange with no queued faults, an empty log and the default clock."""
-    from sentiment.sources.replay import BUNDLE_END
+    from replay.server import BUNDLE_END
 
     replay.clear_faults()
     replay.clear_requests()
@@ -96,8 +96,8 @@ def with_stream_data(db: str, staging_dir):
     import numpy as np
     import pandas as pd
 
-    from sentiment.staging import Staging, load_staged
-    from sentiment.store import Store
+    from sentiment.io.staging import Staging, load_staged
+    from sentiment.io.store import Store
 
     store = Store(db)
     end = pd.Timestamp(store.query("SELECT max(timestamp) AS t FROM sentiment_history")["t"]

@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import charts, controls, queries
 from sentiment.config import INTERVAL_MINUTES
 from sentiment.models import sentiment_label
-from sentiment.status import fear_greed_class
+from sentiment.services.status import fear_greed_class
 
 settings, config = queries.context()
 st.title("Market sentiment")

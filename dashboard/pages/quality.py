@@ -1,5 +1,5 @@
 """Quality: how well the confirmed regime described the stored history, the figures
-``sentiment evaluate`` prints (sentiment.evaluation): each metric against its goal, the
+``sentiment evaluate`` prints (sentiment.core.evaluation): each metric against its goal, the
 regimes' shares and what followed them, the HMM layer's figures, and the regime over price."""
 
 import pandas as pd

@@ -36,7 +36,7 @@ from orchestration.partitions import (
 )
 from orchestration.resources import BybitResource, FearGreedResource, StoreResource
 from sentiment.config import Config
-from sentiment.store import TABLES, ShrinkError, Slice, Store
+from sentiment.io.store import TABLES, ShrinkError, Slice, Store
 
 #: One pool for every writer of the DuckDB file: it allows one writing process at a time.
 WRITER_POOL = "duckdb_writer"

@@ -23,7 +23,7 @@ from orchestration.assets.market_data import WRITER_POOL
 from orchestration.partitions import group_partition_keys, market_data_partitions
 from orchestration.resources import StoreResource
 from sentiment.config import Config
-from sentiment.pipeline import backfill, model_rows, train_latest
+from sentiment.services.pipeline import backfill, model_rows, train_latest
 
 GROUP = "sentiment"
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
-from sentiment.store import Store
+from sentiment.io.store import Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -163,7 +163,7 @@ def test_the_pages_show_regime_score_and_charts(page, dashboard_db, clean_replay
 
 def test_the_quality_page_shows_the_metrics_and_the_regime_over_price(
         page, dashboard_db, clean_replay, tmp_path):
-    from sentiment.evaluation import METRICS, evaluate
+    from sentiment.core.evaluation import METRICS, evaluate
 
     rows = Store(dashboard_db).query("SELECT * FROM sentiment_history WHERE symbol = 'BTCUSDT' "
                                      "AND interval = '60' ORDER BY timestamp")
@@ -280,7 +280,7 @@ def test_a_busy_database_keeps_the_page_with_a_note(page, dashboard_db, clean_re
         page.get_by_text("BTCUSDT").first.wait_for(timeout=60_000)
         writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
             import sys
-            from sentiment.store import Store
+            from sentiment.io.store import Store
             with Store({db!r}).connect() as conn:
                 print("locked", flush=True)
                 sys.stdin.readline()

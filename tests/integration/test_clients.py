@@ -13,8 +13,9 @@ import socket
 import pandas as pd
 import pytest
 
+from replay.server import BUNDLE_END, BUNDLE_START, BUNDLED_SYMBOLS, load_bundle
 from sentiment.errors import SourceBlockedError, SourceError, TransientSourceError
-from sentiment.sources.bybit import (
+from sentiment.io.sources.bybit import (
     FUNDING_COLUMNS,
     KLINE_COLUMNS,
     LONG_SHORT_COLUMNS,
@@ -22,8 +23,7 @@ from sentiment.sources.bybit import (
     TICKER_COLUMNS,
     BybitClient,
 )
-from sentiment.sources.fear_greed import FearGreedClient
-from sentiment.sources.replay import BUNDLE_END, BUNDLE_START, BUNDLED_SYMBOLS, load_bundle
+from sentiment.io.sources.fear_greed import FearGreedClient
 
 pytestmark = pytest.mark.integration
 

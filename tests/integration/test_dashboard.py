@@ -17,7 +17,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from sentiment.store import Store
+from sentiment.io.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -233,7 +233,7 @@ def test_quality_page_shows_the_evaluation_of_the_stored_rows(app, dashboard_db,
     metrics against their goals, the per-regime table, the HMM figures, and the close over
     the regime bands (a long history drawn every n-th bar, the bands keeping every bar)."""
     from dashboard import charts, report
-    from sentiment.evaluation import METRICS, evaluate
+    from sentiment.core.evaluation import METRICS, evaluate
 
     monkeypatch.setattr(charts, "MAX_LINE_POINTS", 100)
     at = app(PAGES[3], symbol="ETHUSDT", interval="60")
@@ -303,7 +303,7 @@ def test_reading_leaves_the_file_unchanged_and_free_for_a_writer(app, dashboard_
 
 def test_stacked_contributions_add_up_to_the_stored_composite(dashboard_db):
     from sentiment.config import load_config
-    from sentiment.scores import SUBSCORE_COLUMNS, contributions
+    from sentiment.core.scores import SUBSCORE_COLUMNS, contributions
 
     rows = Store(dashboard_db).read("sentiment_history")
     rows = rows[rows["sentiment_score"].notna()]
@@ -382,7 +382,7 @@ def test_a_busy_database_shows_the_last_good_view_with_a_note(dashboard_db, clea
     # Another process (the pipeline) takes the write lock and keeps it.
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys
-        from sentiment.store import Store
+        from sentiment.io.store import Store
         with Store({db!r}).connect() as conn:
             print("locked", flush=True)
             sys.stdin.readline()

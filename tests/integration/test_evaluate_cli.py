@@ -10,12 +10,12 @@ import re
 import pandas as pd
 import pytest
 
+from replay.server import load_bundle
 from sentiment.cli import main as cli
 from sentiment.config import load_config
-from sentiment.evaluation import METRICS, evaluate
+from sentiment.core.evaluation import METRICS, evaluate
 from sentiment.history import compute_history
-from sentiment.sources.replay import load_bundle
-from sentiment.store import Store
+from sentiment.io.store import Store
 
 pytestmark = pytest.mark.integration
 

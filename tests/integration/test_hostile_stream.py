@@ -23,13 +23,13 @@ import pytest
 from dagster import DagsterInstance
 
 from orchestration.definitions import build_definitions
+from replay.ws import ReplayStream
 from sentiment.config import load_config
+from sentiment.io.sources.bybit_ws import BybitStream
+from sentiment.io.staging import Staging, StagingError, load_staged
+from sentiment.io.store import Store
+from sentiment.services.stream import StreamRecorder, StreamService, topics
 from sentiment.settings import get_settings
-from sentiment.sources.bybit_ws import BybitStream
-from sentiment.sources.replay_ws import ReplayStream
-from sentiment.staging import Staging, StagingError, load_staged
-from sentiment.store import Store
-from sentiment.stream import StreamRecorder, StreamService, topics
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ def ws():
 
 def stream_errors(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "sentiment.stream" and r.levelno >= logging.ERROR]
+            if r.name == "sentiment.services.stream" and r.levelno >= logging.ERROR]
 
 
 def ms_of(column: pd.Series) -> list[int]:

@@ -16,14 +16,14 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
+import replay.server as replay_module
 from orchestration.definitions import build_definitions
 from sentiment.config import load_config
 from sentiment.errors import SourceError
+from sentiment.io.sources.bybit import BybitClient
+from sentiment.io.sources.fear_greed import FearGreedClient
+from sentiment.io.store import Store
 from sentiment.settings import get_settings
-from sentiment.sources import replay as replay_module
-from sentiment.sources.bybit import BybitClient
-from sentiment.sources.fear_greed import FearGreedClient
-from sentiment.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -308,7 +308,7 @@ def test_the_fear_greed_job_fails_with_the_named_error_and_keeps_stored_rows(
 
 def test_a_1e308_close_fails_the_live_update_and_later_scores_stay_numbers(
         clean_replay, serve_edited, tmp_path):
-    from sentiment.live import live_update
+    from sentiment.services.live import live_update
 
     store = Store(str(tmp_path / "live.duckdb"))
     config = dataclasses.replace(load_config(), start_date=dt.date(2022, 3, 1))

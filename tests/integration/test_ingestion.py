@@ -10,10 +10,10 @@ import pytest
 from dagster import DagsterInstance
 
 from orchestration.definitions import build_definitions
+from replay.server import load_bundle
 from sentiment.config import load_config
+from sentiment.io.store import Store
 from sentiment.settings import get_settings
-from sentiment.sources.replay import load_bundle
-from sentiment.store import Store
 
 pytestmark = pytest.mark.integration
 

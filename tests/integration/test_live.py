@@ -23,9 +23,9 @@ from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_contex
 from orchestration.definitions import build_definitions
 from orchestration.resources import BybitResource
 from sentiment.config import load_config
+from sentiment.io.store import Store
 from sentiment.models import HISTORY_COLUMNS
 from sentiment.settings import get_settings
-from sentiment.store import Store
 from sentiment.tracker import CHECKPOINT_VERSION
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ def live_db(replay, tmp_path_factory):
         clean_replay.set_clock(clock)
         _run(defs, "live_update_job", instance)
     yield db
-    from sentiment.sources.replay import BUNDLE_END
+    from replay.server import BUNDLE_END
 
     replay.set_clock(BUNDLE_END, speed=0.0)
 
@@ -230,10 +230,10 @@ def test_a_killed_live_run_leaves_no_duplicate_no_gap_and_no_lock(clean_replay, 
     script = textwrap.dedent("""
         import dataclasses, datetime as dt, sys
         from sentiment.config import load_config
-        from sentiment.live import live_update
-        from sentiment.sources.bybit import BybitClient
-        from sentiment.sources.fear_greed import FearGreedClient
-        from sentiment.store import Store
+        from sentiment.services.live import live_update
+        from sentiment.io.sources.bybit import BybitClient
+        from sentiment.io.sources.fear_greed import FearGreedClient
+        from sentiment.io.store import Store
         config = dataclasses.replace(load_config(), start_date=dt.date(2022, 3, 1))
         print("ready", flush=True)
         live_update(Store(sys.argv[1]), config, BybitClient(sys.argv[2]),
@@ -261,9 +261,9 @@ def test_a_killed_live_run_leaves_no_duplicate_no_gap_and_no_lock(clean_replay, 
         conn.execute("SELECT 1").fetchall()
     clean_replay.clear_faults()
     config = dataclasses.replace(load_config(), start_date=START)
-    from sentiment.live import live_update
-    from sentiment.sources.bybit import BybitClient
-    from sentiment.sources.fear_greed import FearGreedClient
+    from sentiment.io.sources.bybit import BybitClient
+    from sentiment.io.sources.fear_greed import FearGreedClient
+    from sentiment.services.live import live_update
 
     live_update(store, config, BybitClient(clean_replay.base_url),
                 FearGreedClient(clean_replay.fear_greed_url))
@@ -282,10 +282,10 @@ def test_a_live_run_killed_inside_its_commit_writes_nothing_and_reruns_clean(cle
     script = textwrap.dedent("""
         import dataclasses, datetime as dt, sys
         from sentiment.config import load_config
-        from sentiment.live import live_update
-        from sentiment.sources.bybit import BybitClient
-        from sentiment.sources.fear_greed import FearGreedClient
-        from sentiment.store import Store
+        from sentiment.services.live import live_update
+        from sentiment.io.sources.bybit import BybitClient
+        from sentiment.io.sources.fear_greed import FearGreedClient
+        from sentiment.io.store import Store
         original = Store._insert
         def pausing_insert(conn, spec, frame, *, replace):
             n = original(conn, spec, frame, replace=replace)
@@ -311,9 +311,9 @@ def test_a_live_run_killed_inside_its_commit_writes_nothing_and_reruns_clean(cle
     assert store.read("sentiment_history").empty
     assert store.read("tracker_state").empty
     config = dataclasses.replace(load_config(), start_date=START)
-    from sentiment.live import live_update
-    from sentiment.sources.bybit import BybitClient
-    from sentiment.sources.fear_greed import FearGreedClient
+    from sentiment.io.sources.bybit import BybitClient
+    from sentiment.io.sources.fear_greed import FearGreedClient
+    from sentiment.services.live import live_update
 
     live_update(store, config, BybitClient(clean_replay.base_url),
                 FearGreedClient(clean_replay.fear_greed_url))
@@ -352,9 +352,9 @@ def test_hmm_models_asset_retrains_the_newest_boundary_like_the_live_job(live_db
 def test_a_failed_request_among_the_concurrent_fetches_stores_nothing(clean_replay,
                                                                       tmp_path):
     from sentiment.errors import SourceBlockedError
-    from sentiment.live import live_update
-    from sentiment.sources.bybit import BybitClient
-    from sentiment.sources.fear_greed import FearGreedClient
+    from sentiment.io.sources.bybit import BybitClient
+    from sentiment.io.sources.fear_greed import FearGreedClient
+    from sentiment.services.live import live_update
 
     store = Store(str(tmp_path / "fetch_fault.duckdb"))
     config = dataclasses.replace(load_config(), start_date=dt.date(2022, 3, 8))
@@ -407,9 +407,9 @@ def test_a_checkpoint_of_an_older_engine_recomputes_the_history(live_db, clean_r
 
 def test_a_bar_the_exchange_left_out_once_is_healed_and_live_equals_backfill(clean_replay,
                                                                            tmp_path):
-    from sentiment.live import live_update
-    from sentiment.sources.bybit import BybitClient
-    from sentiment.sources.fear_greed import FearGreedClient
+    from sentiment.io.sources.bybit import BybitClient
+    from sentiment.io.sources.fear_greed import FearGreedClient
+    from sentiment.services.live import live_update
 
     config = dataclasses.replace(load_config(), start_date=dt.date(2022, 3, 8))
     clients = (BybitClient(clean_replay.base_url),

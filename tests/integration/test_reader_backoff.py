@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sentiment.store import Store
+from sentiment.io.store import Store
 
 pytestmark = pytest.mark.integration
 
 READER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from sentiment.store import Store
+    from sentiment.io.store import Store
     store, stop = Store(sys.argv[1], lock_timeout=30.0), Path(sys.argv[2])
     reads = 0
     while not stop.exists():  # no pause between reads, like a dashboard gone wild

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
-from sentiment.sources.replay import (
+from replay.server import (
     BUNDLE_DIR,
     BUNDLE_END,
     BUNDLE_START,
@@ -670,7 +670,7 @@ def test_start_stop_and_run_server():
     with pytest.raises(requests.ConnectionError):
         requests.get(url + TIME, timeout=5)
 
-    code = "from sentiment.sources.replay import run_server; run_server(port=0, now='2022-05-01')"
+    code = "from replay.server import run_server; run_server(port=0, now='2022-05-01')"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
     try:

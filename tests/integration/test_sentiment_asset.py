@@ -14,10 +14,10 @@ from orchestration.definitions import build_definitions
 from sentiment.cli import main as cli
 from sentiment.config import load_config
 from sentiment.history import compute_history_and_transitions
+from sentiment.io.store import Slice, Store
 from sentiment.models import HISTORY_COLUMNS
-from sentiment.pipeline import load_candles, load_inputs
+from sentiment.services.pipeline import load_candles, load_inputs
 from sentiment.settings import get_settings
-from sentiment.store import Slice, Store
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ def test_status_block_and_json(ingested, db_path, capsys):
 
 
 def test_status_says_na_for_missing_inputs_and_explains_an_empty_db(tmp_path, capsys):
-    from sentiment.status import format_status
+    from sentiment.services.status import format_status
 
     row = {c: None for c in HISTORY_COLUMNS} | {
         "symbol": "BTCUSDT", "interval": "60", "timestamp": pd.Timestamp("2022-01-01 05:00"),

@@ -25,8 +25,8 @@ from orchestration.definitions import build_definitions
 from sentiment.cli import main
 from sentiment.config import load_config
 from sentiment.errors import SentimentError
+from sentiment.io.store import Store
 from sentiment.settings import get_settings
-from sentiment.store import Store
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ import requests
 
 from sentiment.config import load_config
 from sentiment.errors import SourceError, TransientSourceError
-from sentiment.sources import http as http_mod
-from sentiment.sources.bybit import BybitClient
-from sentiment.store import Store
+from sentiment.io.sources import http as http_mod
+from sentiment.io.sources.bybit import BybitClient
+from sentiment.io.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ def test_deeply_nested_json_is_a_named_error():
 def test_the_live_job_holds_no_lock_while_the_exchange_hangs(clean_replay, tmp_path):
     """A peer in front of the replay exchange holds every kline request until released;
     meanwhile another process-like writer and a reader must get into the database."""
-    from sentiment.live import live_update
+    from sentiment.services.live import live_update
 
     store = Store(str(tmp_path / "hang.duckdb"))
     store.init()
@@ -178,7 +178,7 @@ def test_the_live_job_holds_no_lock_while_the_exchange_hangs(clean_replay, tmp_p
             for read_only in (True, False):
                 probe = subprocess.run(
                     [sys.executable, "-c", textwrap.dedent(f"""
-                        from sentiment.store import Store
+                        from sentiment.io.store import Store
                         store = Store({str(store.path)!r}, lock_timeout=2.0)
                         with store.connect(read_only={read_only}) as conn:
                             print(conn.execute("SELECT count(*) FROM candles").fetchone()[0])

@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from replay.ws import ReplayStream
 from sentiment.config import load_config
-from sentiment.sources.bybit_ws import BybitStream
-from sentiment.sources.replay_ws import ReplayStream
-from sentiment.staging import Staging, StagingError, load_staged
-from sentiment.store import Store
-from sentiment.stream import StreamRecorder, StreamService, topics
+from sentiment.io.sources.bybit_ws import BybitStream
+from sentiment.io.staging import Staging, StagingError, load_staged
+from sentiment.io.store import Store
+from sentiment.services.stream import StreamRecorder, StreamService, topics
 
 pytestmark = pytest.mark.integration
 
@@ -287,7 +287,7 @@ def test_the_replay_exchange_streams_a_derived_market(tmp_path):
     """`make up`'s source: the replay exchange's WebSocket pushes books, tickers and
     liquidations derived from the bundle (an hour of replay time per second here), with a
     book gap every 20 deltas; the stream resyncs and everything staged loads."""
-    from sentiment.sources.replay import ReplayExchange
+    from replay.server import ReplayExchange
 
     with ReplayExchange(port=0, now="2022-06-13 00:00", speed=3600, ws_port=0,
                         ws_gap_every=20) as exchange:
@@ -376,7 +376,7 @@ def test_a_frame_nested_too_deeply_is_skipped_and_the_stream_goes_on(ws):
 
 
 def test_a_frame_over_the_cap_is_refused_before_it_is_read(ws, monkeypatch):
-    from sentiment.sources import bybit_ws
+    from sentiment.io.sources import bybit_ws
 
     monkeypatch.setattr(bybit_ws, "MAX_FRAME_BYTES", 100_000)
     topic = "allLiquidation.BTCUSDT"

@@ -17,9 +17,9 @@ from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_contex
 from orchestration.definitions import build_definitions
 from orchestration.resources import StagingResource
 from sentiment.config import load_config
+from sentiment.io.staging import Staging
+from sentiment.io.store import Store
 from sentiment.settings import get_settings
-from sentiment.staging import Staging
-from sentiment.store import Store
 
 pytestmark = pytest.mark.integration
 

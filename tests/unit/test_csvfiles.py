@@ -1,4 +1,4 @@
-"""A user's own CSV files (sentiment/csvfiles.py): candles, funding, Fear & Greed.
+"""A user's own CSV files (sentiment/io/csvfiles.py): candles, funding, Fear & Greed.
 
 Column names match without regard to case; times are epoch ms, epoch s or ISO-8601 text
 (UTC; an offset is converted); a value that is not a finite number is an InputError naming
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sentiment.csvfiles import parse_times, read_candles, read_fear_greed, read_funding
 from sentiment.errors import InputError
+from sentiment.io.csvfiles import parse_times, read_candles, read_fear_greed, read_funding
 
 #: 2022-01-01 00:00 UTC
 EPOCH_S = 1640995200

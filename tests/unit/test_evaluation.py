@@ -1,4 +1,4 @@
-"""Regime and composite quality metrics (sentiment/evaluation.py).
+"""Regime and composite quality metrics (sentiment/core/evaluation.py).
 
 Every series here is built by hand: the regime sequence and the price path are placed so
 that the answer of each metric follows from its definition in the module docstring (worked
@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 
 from sentiment.config import INTERVAL_MINUTES
-from sentiment.errors import InputError
-from sentiment.evaluation import (
+from sentiment.core.evaluation import (
     METRICS,
     SHARE_TARGETS,
     TARGETS,
@@ -27,6 +26,7 @@ from sentiment.evaluation import (
     format_report,
     read_events,
 )
+from sentiment.errors import InputError
 
 #: The first bar's close time; bar k closes at T0 + k bars.
 T0 = pd.Timestamp("2022-01-01 01:00")

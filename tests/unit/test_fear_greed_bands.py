@@ -52,7 +52,7 @@ def test_values_outside_the_index_are_errors(value):
 
 
 def test_engine_extreme_marks_are_the_edges_of_the_outer_bands():
-    from sentiment.engine import FEAR_GREED_HIGH, FEAR_GREED_LOW
+    from sentiment.core.engine import FEAR_GREED_HIGH, FEAR_GREED_LOW
 
     assert fear_greed_class(FEAR_GREED_LOW) == "Extreme Fear"
     assert fear_greed_class(FEAR_GREED_LOW + 1) == "Fear"
@@ -61,7 +61,7 @@ def test_engine_extreme_marks_are_the_edges_of_the_outer_bands():
 
 
 def test_status_block_uses_the_same_bands():
-    from sentiment import status
+    from sentiment.services import status
 
     assert status.fear_greed_class is fear_greed_class
     row = {c: None for c in HISTORY_COLUMNS} | {
@@ -72,7 +72,7 @@ def test_status_block_uses_the_same_bands():
 
 
 def test_recorded_labels_agree_and_the_replay_serves_them():
-    from sentiment.sources import replay
+    import replay.server as replay
 
     recorded = replay.load_bundle()["fear_greed"]
     assert len(recorded) > 300
@@ -83,7 +83,7 @@ def test_recorded_labels_agree_and_the_replay_serves_them():
 
 
 def test_csv_without_a_classification_column_is_labelled(tmp_path):
-    from sentiment.csvfiles import read_fear_greed
+    from sentiment.io.csvfiles import read_fear_greed
 
     path = tmp_path / "fng.csv"
     path.write_text("date,value\n2022-01-01,25\n2022-01-02,26\n2022-01-03,76\n")

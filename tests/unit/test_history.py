@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from replay.server import load_bundle
 from sentiment.config import load_config
+from sentiment.core.scores import SCORE_SCALE
 from sentiment.errors import InputError
 from sentiment.history import compute_history, compute_history_and_transitions, history_frame
 from sentiment.models import HISTORY_COLUMNS, REGIMES
-from sentiment.scores import SCORE_SCALE
-from sentiment.sources.replay import load_bundle
 from sentiment.tracker import MarketSentimentTracker
 
 TOL = 1e-9
@@ -252,7 +252,7 @@ def test_snapshot_fields_follow_the_brief(bundle, config):
 def _stream_events(candles, rng, quiet=range(150, 170)):
     """Liquidations and order-book samples with their own times; none in the quiet bars
     (the stream was down)."""
-    from sentiment.orderbook import imbalance
+    from sentiment.core.orderbook import imbalance
 
     liqs, books = [], []
     for i, (open_time, close) in enumerate(zip(candles["open_time"], candles["close"],

@@ -11,10 +11,10 @@ import pytest
 from hmmlearn.hmm import GaussianHMM
 from sklearn.metrics import adjusted_rand_score
 
+from replay.server import load_bundle
 from sentiment import hmm
 from sentiment.config import load_config
 from sentiment.history import compute_history, hmm_features
-from sentiment.sources.replay import load_bundle
 
 COLUMNS = ["log_return", "realized_volatility", "volume_ratio"]
 

@@ -14,8 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from sentiment.indicators import custom
-from sentiment.indicators.custom import (
+from replay.server import load_bundle
+from sentiment.core.indicators import custom
+from sentiment.core.indicators.custom import (
     SQUEEZE_NONE,
     SQUEEZE_OFF,
     SQUEEZE_ON,
@@ -24,14 +25,13 @@ from sentiment.indicators.custom import (
     Squeeze,
     SuperTrend,
 )
-from sentiment.indicators.talib_set import (
+from sentiment.core.indicators.talib_set import (
     BAR_FIELDS,
     OUTPUTS,
     SPECS,
     TalibStreams,
     compute_talib,
 )
-from sentiment.sources.replay import load_bundle
 
 N_BARS = 1500
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

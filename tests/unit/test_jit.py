@@ -34,7 +34,7 @@ def test_editing_a_callee_recompiles_the_cached_caller(tmp_path):
         import sys
         from numba import njit
         from kern import callee
-        from sentiment import jit
+        from sentiment.core import jit
 
         @njit(cache=True)
         def f(x):

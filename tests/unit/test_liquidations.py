@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from sentiment.core.liquidations import LiquidationMonitor
 from sentiment.errors import InputError
-from sentiment.liquidations import LiquidationMonitor
 
 MIN = 60_000
 HOUR = 60 * MIN

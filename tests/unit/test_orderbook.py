@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sentiment.orderbook import imbalance
+from sentiment.core.orderbook import imbalance
 
 # The brief's weights, restated here (not imported) so a change in the code is caught.
 BRIEF_WEIGHTS = (1.0, 0.5, 0.25, 0.125, 0.0625)
@@ -101,7 +101,7 @@ def test_random_books_stay_in_range_and_match_the_reference():
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from sentiment.orderbook import BookGap, OrderBook  # noqa: E402
+from sentiment.core.orderbook import BookGap, OrderBook  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bybit"
 

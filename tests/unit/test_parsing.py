@@ -20,17 +20,17 @@ import pandas as pd
 import pytest
 
 from sentiment.errors import SourceError, TransientSourceError
-from sentiment.settings import DEFAULTS, get_settings
-from sentiment.sources import bybit, fear_greed
-from sentiment.sources.bybit import (
+from sentiment.io.sources import bybit, fear_greed
+from sentiment.io.sources.bybit import (
     parse_funding,
     parse_klines,
     parse_long_short,
     parse_open_interest,
     parse_tickers,
 )
-from sentiment.sources.fear_greed import parse_fear_greed
-from sentiment.sources.http import RateLimit, TokenBucket, to_epoch_ms, to_utc
+from sentiment.io.sources.fear_greed import parse_fear_greed
+from sentiment.io.sources.http import RateLimit, TokenBucket, to_epoch_ms, to_utc
+from sentiment.settings import DEFAULTS, get_settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NS = np.dtype("datetime64[ns]")

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from sentiment.config import load_config
+from sentiment.core.indicators.talib_set import compute_talib
+from sentiment.core.orderbook import imbalance
 from sentiment.errors import InputError
 from sentiment.history import compute_history
-from sentiment.indicators.talib_set import compute_talib
 from sentiment.models import HISTORY_COLUMNS, REGIMES
-from sentiment.orderbook import imbalance
 from sentiment.tracker import MarketSentimentTracker
 
 CONFIG = load_config()
@@ -315,7 +315,7 @@ def test_history_accepts_microsecond_open_times():
 
 
 def test_history_reads_microsecond_funding_times():
-    from sentiment.sources.replay import load_bundle
+    from replay.server import load_bundle
 
     bundle = load_bundle()
     btc = bundle["candles"][bundle["candles"]["symbol"] == SYMBOL].iloc[:300]

@@ -1,4 +1,4 @@
-"""Rule-based regime classifier, evidence and the regime state machine (sentiment/regime.py).
+"""Rule-based regime classifier, evidence and the regime state machine (sentiment/core/regime.py).
 
 What is tested is the module docstring: the raw regime by the ordered rules (first match
 wins), the evidence of each regime and its smoothed value, and the machine that confirms a
@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiment import engine
-from sentiment import regime as rg
 from sentiment.config import load_config
-from sentiment.history import compute_history_and_transitions
-from sentiment.layout import (
+from sentiment.core import engine
+from sentiment.core import regime as rg
+from sentiment.core.layout import (
     N_INPUTS,
     P_ADX_RANGE,
     P_ADX_TREND,
@@ -59,6 +58,7 @@ from sentiment.layout import (
     X_ST_DIR,
     X,
 )
+from sentiment.history import compute_history_and_transitions
 from sentiment.models import REGIMES
 
 CONFIG = load_config()
@@ -100,7 +100,7 @@ _ALIAS = {
 
 
 def row(value: float = math.nan, **slots: float) -> np.ndarray:
-    """An input row filled with ``value``; keywords name input slots (sentiment.layout).
+    """An input row filled with ``value``; keywords name input slots (sentiment.core.layout).
 
     Prices move (ATR 1 at a close of 100) unless the caller says otherwise: without
     movement the oscillators read neutral.
@@ -1191,7 +1191,7 @@ def test_durations_count_bars_in_the_regime():
 
 @pytest.fixture(scope="module")
 def bundle():
-    from sentiment.sources.replay import load_bundle
+    from replay.server import load_bundle
 
     return load_bundle()
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sentiment import evaluation
+from replay.server import load_bundle
 from sentiment.config import load_config
+from sentiment.core import evaluation
 from sentiment.history import compute_history
-from sentiment.sources.replay import load_bundle
 
 EVENTS = [
     evaluation.Event("LUNA", pd.Timestamp("2022-05-09"), pd.Timestamp("2022-05-13")),

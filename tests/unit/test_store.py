@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from sentiment.store import TABLES, ShrinkError, Slice, Store, StoreError, named_queries
+from sentiment.io.store import TABLES, ShrinkError, Slice, Store, StoreError, named_queries
 
 
 def candles(symbol: str, start: str, hours: int, interval: str = "60", base: float = 100.0):

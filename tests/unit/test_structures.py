@@ -1,4 +1,4 @@
-"""Market structure (sentiment/structures.py): pivots without repaint, trend, BOS / CHoCH.
+"""Market structure (sentiment/core/structures.py): pivots without repaint, trend, BOS / CHoCH.
 
 The expectations come from the module docstring: a swing pivot at bar ``c`` is known at
 the close of bar ``c + n``, trend direction from the last two swing highs and lows, and a
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from sentiment import structures as stc
+from sentiment.core import structures as stc
 
 SWING = 5
 # Columns of structure_step's result.

@@ -17,7 +17,7 @@ from sentiment import hmm
 from sentiment.config import INTERVAL_MINUTES, Config
 from sentiment.history import compute_history_and_transitions, with_hmm
 from sentiment.history import hmm_features as hmm_features_of
-from sentiment.store import Slice, Store
+from sentiment.io.store import Slice, Store
 
 #: Slower inputs read for a symbol, with the ``compute_history`` argument each feeds.
 INPUT_TABLES = {
@@ -163,7 +163,7 @@ def train_latest(store: Store, config: Config) -> Trained:
     The boundary is the newest Monday 00:00 UTC up to which every input is in (the live
     job's finality rule), so the model equals the one a later backfill trains there.
     """
-    from sentiment.live import final_until_of, newest_rows
+    from sentiment.services.live import final_until_of, newest_rows
 
     out = Trained([], [])
     if not config.hmm.enabled:

@@ -36,7 +36,7 @@ import math
 import numpy as np
 from numba import njit
 
-from sentiment.layout import (
+from sentiment.core.layout import (
     P_ADX_RANGE,
     P_ADX_TREND,
     P_ATR_HV,
@@ -90,8 +90,8 @@ from sentiment.layout import (
     X_VOL_SMA,
     X_VOLUME,
 )
+from sentiment.core.scores import clip, moving, sign
 from sentiment.models import REGIME_CODE
-from sentiment.scores import clip, moving, sign
 
 TRENDING_UP = REGIME_CODE["trending_up"]
 TRENDING_DOWN = REGIME_CODE["trending_down"]

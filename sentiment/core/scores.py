@@ -1,7 +1,7 @@
 """The six sub-scores and the composite (brief section 4, DESIGN 8.6 and 8.7).
 
 Every formula, window and clip is tabulated in ``docs/scores.md``. Each function reads one
-engine input row ``x`` (see ``sentiment/layout.py``) and the parameter vector ``p``; the
+engine input row ``x`` (see ``sentiment/core/layout.py``) and the parameter vector ``p``; the
 compiled engine calls them for every bar, in batch and live alike.
 """
 
@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from sentiment.layout import (
+from sentiment.core.layout import (
     NO_MOVEMENT,
     P_FUNDING_HIGH,
     P_FUNDING_LOW,

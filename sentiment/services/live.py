@@ -48,21 +48,21 @@ import pandas as pd
 
 from sentiment import hmm
 from sentiment.config import PERIOD_MINUTES, Config
+from sentiment.core.inputs import usable_notional
 from sentiment.errors import CheckpointMismatch
 from sentiment.history import history_frame, hmm_features, with_hmm
-from sentiment.inputs import usable_notional
+from sentiment.io.sources.bybit import BybitClient
+from sentiment.io.sources.fear_greed import FearGreedClient
+from sentiment.io.staging import Staging, StagingError, load_staged
+from sentiment.io.store import Slice, Store, named_queries
 from sentiment.models import HISTORY_COLUMNS
-from sentiment.pipeline import (
+from sentiment.services.pipeline import (
     ensure_models,
     interval_delta,
     load_candles,
     load_inputs,
     model_rows,
 )
-from sentiment.sources.bybit import BybitClient
-from sentiment.sources.fear_greed import FearGreedClient
-from sentiment.staging import Staging, StagingError, load_staged
-from sentiment.store import Slice, Store, named_queries
 from sentiment.tracker import MarketSentimentTracker
 
 log = logging.getLogger(__name__)

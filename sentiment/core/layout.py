@@ -1,6 +1,6 @@
 """Column layout of the engine's per-bar input row, output row and parameter vector.
 
-The compiled engine (``sentiment/engine.py``) works on flat float64 rows so that the batch
+The compiled engine (``sentiment/core/engine.py``) works on flat float64 rows so that the batch
 loop and the live step run the very same code; these names say what each slot holds.
 """
 

@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentiment.errors import SourceError
+from sentiment.io.store import TABLES
 from sentiment.models import MAX_PRICE, MAX_SIZE
-from sentiment.store import TABLES
 
 #: What the stream stages: the tables' columns (``loaded_at`` is set when it is loaded).
 KINDS: dict[str, tuple[str, ...]] = {

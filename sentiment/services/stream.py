@@ -4,20 +4,20 @@ For every configured symbol the stream subscribes to ``tickers.{symbol}``,
 ``orderbook.{depth}.{symbol}`` and ``allLiquidation.{symbol}``. :class:`StreamRecorder`
 takes each decoded message and keeps:
 
-* the **order book** (:class:`~sentiment.orderbook.OrderBook`, update ids checked) and its
+* the **order book** (:class:`~sentiment.core.orderbook.OrderBook`, update ids checked) and its
   **OBI samples**: one per ``sample_ms`` slot of exchange time, the book's imbalance right
   after the first message of the slot (so a replay gives the same samples as the live run);
 * the **ticker**: Bybit sends a snapshot, then deltas with only the changed fields; the
   merged ticker is recorded once per ``ticker_ms`` slot;
 * every **liquidation** (time ``T``, side ``S``, size ``v``, price ``p``), with a sequence
   number (message time x 1000 + its place in the message) and the rolling pressure of
-  :class:`~sentiment.liquidations.LiquidationMonitor` (cascade, squeeze);
+  :class:`~sentiment.core.liquidations.LiquidationMonitor` (cascade, squeeze);
 * how far each symbol got (``through``: the newest message time).
 
 Every pushed value is checked where the push becomes a row, one check per kind: the push's
 own time ``ts`` against the exchange clock (:class:`ExchangeClock`), a liquidation by
-:func:`~sentiment.liquidations.check_liquidation`, a book by the
-:class:`~sentiment.orderbook.OrderBook` (:class:`~sentiment.orderbook.BadBook`: impossible
+:func:`~sentiment.core.liquidations.check_liquidation`, a book by the
+:class:`~sentiment.core.orderbook.OrderBook` (:class:`~sentiment.core.orderbook.BadBook`: impossible
 levels, a crossed book), a ticker value by :func:`check_ticker_value`. A bad one is counted
 (``bad_messages``), logged once naming source, symbol and field, and dropped; the good rows
 of the same push and of the same flush are kept. A malformed message likewise never stops
@@ -37,10 +37,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sentiment.core.liquidations import LiquidationMonitor, LiquidationReading, check_liquidation
+from sentiment.core.orderbook import BadBook, BookGap, OrderBook
 from sentiment.errors import InputError
-from sentiment.liquidations import LiquidationMonitor, LiquidationReading, check_liquidation
 from sentiment.models import MAX_PRICE, MAX_SIZE
-from sentiment.orderbook import BadBook, BookGap, OrderBook
 
 log = logging.getLogger(__name__)
 
@@ -395,8 +395,8 @@ class StreamService:
     """
 
     def __init__(self, config, url: str, staging_dir: str | Path):
-        from sentiment.sources.bybit_ws import BybitStream
-        from sentiment.staging import Staging
+        from sentiment.io.sources.bybit_ws import BybitStream
+        from sentiment.io.staging import Staging
 
         sc = config.stream
         self.staging = Staging(Path(staging_dir))

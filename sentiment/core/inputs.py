@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import PERIOD_MINUTES
+from sentiment.core.liquidations import MAX_NOTIONAL
 from sentiment.errors import InputError
-from sentiment.liquidations import MAX_NOTIONAL
 
 log = logging.getLogger(__name__)
 

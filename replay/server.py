@@ -3,7 +3,7 @@
 An HTTP server (stdlib :class:`http.server.ThreadingHTTPServer`, in a daemon thread) that
 answers the public endpoints the project uses in exactly the response formats of Bybit V5
 (``/v5/market/...``) and of alternative.me (``/fng/``), from a small bundle of recorded real
-data in ``replay_data/`` (see its README.md for provenance):
+data in ``data/`` (see its README.md for provenance):
 
 * **recorded**: Bybit linear BTCUSDT and ETHUSDT 1h candles and funding rates over
   [:data:`BUNDLE_START`, :data:`BUNDLE_END`) and the daily Fear & Greed index from 2021-12-01;
@@ -56,7 +56,7 @@ import pandas as pd
 
 from sentiment.models import fear_greed_class
 
-BUNDLE_DIR = Path(__file__).with_name("replay_data")
+BUNDLE_DIR = Path(__file__).with_name("data")
 
 #: Candles, funding and the synthetic series cover [BUNDLE_START, BUNDLE_END) (naive UTC).
 BUNDLE_START = dt.datetime(2022, 1, 1)
@@ -1241,7 +1241,7 @@ class ReplayExchange:
     speed : float
         Replay milliseconds per wall millisecond; 0 freezes the clock.
     bundle_dir : path, optional
-        Another bundle directory (tests); the package's ``replay_data/`` by default.
+        Another bundle directory (tests); the package's ``data/`` by default.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, now: Any = None,
@@ -1255,7 +1255,7 @@ class ReplayExchange:
         self._thread: threading.Thread | None = None
         self.stream = None
         if ws_port is not None:  # the public WebSocket too, with pushes derived from the bundle
-            from sentiment.sources.replay_ws import MarketSource, ReplayStream
+            from replay.ws import MarketSource, ReplayStream
 
             market = self._state.market
             self.stream = ReplayStream(host, ws_port, symbols=market.symbols,

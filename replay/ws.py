@@ -306,7 +306,7 @@ class _MarketSession:
         return levels
 
     def _build_levels(self, symbol: str, now_ms: int) -> tuple[dict, dict]:
-        from sentiment.sources.replay import PRICE_TICK  # replay.py imports this module
+        from replay.server import PRICE_TICK  # replay.py imports this module
 
         tick = PRICE_TICK.get(symbol, 0.01)
         sym, i = self._hour(symbol, now_ms)

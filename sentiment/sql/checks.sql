@@ -1,6 +1,6 @@
 -- Data-quality queries behind the Dagster asset checks (orchestration/checks.py).
 -- Each query returns the offending rows (an empty result means the check passes).
--- Loaded by name through sentiment.store.named_queries.
+-- Loaded by name through sentiment.io.store.named_queries.
 
 -- name: candles_gaps
 -- Consecutive bars per symbol and interval further apart than one interval.

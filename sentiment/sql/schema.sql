@@ -1,5 +1,5 @@
 -- Market Sentiment Tracker: DuckDB schema (DESIGN section 4).
--- Applied idempotently at every start by sentiment/store.py. All times are UTC TIMESTAMP.
+-- Applied idempotently at every start by sentiment/io/store.py. All times are UTC TIMESTAMP.
 -- Primary keys make every write an idempotent upsert.
 
 CREATE TABLE IF NOT EXISTS candles (

@@ -2,7 +2,7 @@
 
 Design points (DESIGN sections 4, 5 and 8.13-8.15):
 
-* SQL lives in ``sql/``; values are bound as parameters, never formatted into strings.
+* SQL lives in ``sentiment/sql/``; values are bound as parameters, never formatted into strings.
   Table and column names come from :data:`TABLES` only, never from user input.
 * Bulk data moves as DataFrames/Arrow: ``INSERT ... SELECT`` from a registered frame runs
   at millions of rows per second, ``executemany`` at thousands.
@@ -36,7 +36,7 @@ import pandas as pd
 
 from sentiment.errors import SentimentError
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 SCHEMA_FILE = SQL_DIR / "schema.sql"
 VIEWS_FILE = SQL_DIR / "views.sql"
 
@@ -248,7 +248,7 @@ def _to_naive_utc(value: Any) -> dt.datetime:
 
 
 def named_queries(filename: str) -> dict[str, str]:
-    """The queries of ``sql/<filename>``, keyed by their ``-- name: xxx`` header."""
+    """The queries of ``sentiment/sql/<filename>``, keyed by their ``-- name: xxx`` header."""
     queries: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in (SQL_DIR / filename).read_text(encoding="utf-8").splitlines():
@@ -627,7 +627,7 @@ class Store:
     def query(
         self, sql: str, params: Sequence[Any] = (), *, read_only: bool = True
     ) -> pd.DataFrame:
-        """Run a read query (SQL from ``sql/`` or the caller's own) and return a frame."""
+        """Run a read query (SQL from ``sentiment/sql/`` or the caller's own) and return a frame."""
         with self.connect(read_only=read_only) as conn:
             return conn.execute(sql, list(params)).df()
 

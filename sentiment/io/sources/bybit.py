@@ -1,6 +1,6 @@
 """Bybit V5 public market data over REST: candles, funding, open interest, long/short, tickers.
 
-Built on :mod:`requests` through :class:`~sentiment.sources.http.HttpTransport`, not pybit:
+Built on :mod:`requests` through :class:`~sentiment.io.sources.http.HttpTransport`, not pybit:
 pybit's HTTP client sleeps on retCode 10006 by itself, does not retry non-200 answers and
 hides a body that is not JSON behind a generic error (DESIGN 8.16).
 
@@ -33,8 +33,7 @@ import pandas as pd
 import requests
 
 from sentiment.errors import TransientSourceError
-from sentiment.models import MAX_PRICE, MAX_SIZE
-from sentiment.sources.http import (
+from sentiment.io.sources.http import (
     MAX_EPOCH_MS,
     HttpTransport,
     Range,
@@ -48,6 +47,7 @@ from sentiment.sources.http import (
     to_epoch_ms,
     to_utc,
 )
+from sentiment.models import MAX_PRICE, MAX_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ def _closed(frame: pd.DataFrame, interval_ms: int, server_time: pd.Timestamp | N
 
 def _tidy(frame: pd.DataFrame, key: str, ctx: ResponseContext, payload: Any = None,
           **checks: Any) -> pd.DataFrame:
-    """Validate the rows (:func:`~sentiment.sources.http.check_rows` with ``checks``; the
+    """Validate the rows (:func:`~sentiment.io.sources.http.check_rows` with ``checks``; the
     response's ``time``, when ``payload`` carries one, bounds the keys), then sort them by
     ``key`` and keep one of each exact duplicate."""
     has_time = isinstance(payload, dict) and "time" in payload

@@ -1,7 +1,7 @@
 """The compiled per-bar engine shared by the batch path and the live tracker.
 
 ``engine_step`` turns one input row (candle, indicators, as-of exchange and macro values;
-see ``sentiment/layout.py``) into one output row (scores, regime, structure), advancing the
+see ``sentiment/core/layout.py``) into one output row (scores, regime, structure), advancing the
 structure and regime state it is given. ``run_batch`` is that same step in a compiled loop
 over a whole history, so the two paths cannot drift apart: one truth, by construction.
 """
@@ -14,10 +14,10 @@ import sys
 import numpy as np
 from numba import njit
 
-from sentiment import regime as rg
-from sentiment import structures as stc
 from sentiment.config import INTERVAL_MINUTES, Config
-from sentiment.layout import (
+from sentiment.core import regime as rg
+from sentiment.core import structures as stc
+from sentiment.core.layout import (
     N_OUTPUTS,
     N_PARAMS,
     P_ADX_RANGE,
@@ -96,7 +96,7 @@ from sentiment.layout import (
     Y_VOLATILITY,
     Y_WAVES,
 )
-from sentiment.scores import (
+from sentiment.core.scores import (
     SCORE_SCALE,
     composite,
     exchange_score,
@@ -259,7 +259,8 @@ def run_batch(state, xs, p):
 
 
 def _guard() -> None:
-    from sentiment import jit, layout, models, scores
+    from sentiment import models
+    from sentiment.core import jit, layout, scores
 
     jit.guard_caches([layout, models, stc, scores, rg, sys.modules[__name__]])
 

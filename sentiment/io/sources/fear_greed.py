@@ -8,7 +8,7 @@ The API has no date-range parameter, so :meth:`FearGreedClient.history` fetches 
 and filters client-side.
 
 Transport, retries and rate limiting are shared with the Bybit client
-(:mod:`sentiment.sources.http`, built on :mod:`requests`).
+(:mod:`sentiment.io.sources.http`, built on :mod:`requests`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiment.sources.http import (
+from sentiment.io.sources.http import (
     HttpTransport,
     Range,
     RateLimit,
@@ -98,7 +98,7 @@ class FearGreedClient:
     base_url : str
         The full index URL, ``https://api.alternative.me/fng/`` by default (``FEAR_GREED_URL``).
     timeout, max_retries, backoff_base, backoff_max, sleep, rng
-        As for :class:`~sentiment.sources.bybit.BybitClient`.
+        As for :class:`~sentiment.io.sources.bybit.BybitClient`.
     """
 
     def __init__(

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sentiment.layout import NO_MOVEMENT
+from sentiment.core.layout import NO_MOVEMENT
 
 SQUEEZE_ON, SQUEEZE_NONE, SQUEEZE_OFF = 1.0, 0.0, -1.0
 
