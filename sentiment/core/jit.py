@@ -5,6 +5,13 @@ functions of ``structures``, ``scores`` and ``regime`` and the constants of ``la
 an edit (or a ``git pull``) of one of those files alone, the cached engine would still run the
 old code. So a stamp of every kernel module's source sits beside the cache, and when it no
 longer matches, every kernel's cache entries are flushed before anything is loaded from them.
+
+Only numba's public API is used: ``numba.extending.is_jitted`` finds the kernels, a
+dispatcher's ``stats.cache_path`` says where its cache lives (``__pycache__`` beside the
+source, or under ``NUMBA_CACHE_DIR``; ``None`` without ``cache=True``), and
+``Dispatcher.recompile()`` drops its cached entries (called before the first call, it has
+no signature to compile again). Under ``NUMBA_DISABLE_JIT=1`` the kernels are plain Python
+functions and there is nothing to guard.
 """
 
 from __future__ import annotations
@@ -13,25 +20,29 @@ import hashlib
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from numba.core.registry import CPUDispatcher
+from numba.extending import is_jitted
+
+if TYPE_CHECKING:
+    from numba.core.dispatcher import Dispatcher
 
 _STAMP = "sentiment-kernels.stamp"
 
 
-def _dispatchers(modules: list[ModuleType]) -> list[CPUDispatcher]:
-    return [obj for m in modules for obj in vars(m).values() if isinstance(obj, CPUDispatcher)]
+def _dispatchers(modules: list[ModuleType]) -> list[Dispatcher[Any]]:
+    return [obj for m in modules for obj in vars(m).values()
+            if callable(obj) and is_jitted(obj)]
 
 
 def guard_caches(modules: list[ModuleType]) -> None:
     """Flush the cached kernels of ``modules`` when any of their sources changed."""
     digest = hashlib.sha256()
     for module in modules:
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(str(module.__file__)).read_bytes())
     stamp = digest.hexdigest()
     dispatchers = _dispatchers(modules)
-    # numba quirk: the cache object is the dispatcher's private ``_cache``.
-    paths = {d._cache.cache_path for d in dispatchers if getattr(d, "_cache", None)}
+    paths = {path for d in dispatchers if (path := d.stats.cache_path)}
     for path in paths:
         stamp_file = Path(path) / _STAMP
         try:
@@ -40,8 +51,8 @@ def guard_caches(modules: list[ModuleType]) -> None:
         except OSError:
             pass
         for d in dispatchers:
-            if d._cache.cache_path == path:
-                d._cache.flush()
+            if d.stats.cache_path == path:
+                d.recompile()
         try:
             os.makedirs(path, exist_ok=True)
             stamp_file.write_text(stamp)
