@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -133,7 +134,7 @@ class Evaluation:
     metrics: dict[str, float]
     counts: dict[str, int]
     regimes: pd.DataFrame  # one row per regime
-    hmm: dict[str, object] = field(default_factory=dict)
+    hmm: dict[str, Any] = field(default_factory=dict)
     events: pd.DataFrame | None = None
 
     def passed(self) -> dict[str, bool | None]:
@@ -386,7 +387,7 @@ def evaluate(rows: pd.DataFrame, interval: str | None = None,
     return out
 
 
-def _hmm_quality(frame: pd.DataFrame, fwd_vol: np.ndarray) -> dict[str, object]:
+def _hmm_quality(frame: pd.DataFrame, fwd_vol: np.ndarray) -> dict[str, Any]:
     """The HMM layer's own figures: label shares and its high-volatility fwd_vol_ratio."""
     if "hmm_regime" not in frame.columns:
         return {}

@@ -101,7 +101,8 @@ def _asof(times: np.ndarray, usable: np.ndarray, values: np.ndarray, max_age) ->
     return out
 
 
-def _series(frame, time_col, value_col, lag_ms, symbol=None, source=None):
+def _series(frame, time_col, value_col, lag_ms, symbol=None,
+            source=None) -> tuple[np.ndarray, np.ndarray] | None:
     """(usable times, values) sorted; NaN values dropped, infinities refused."""
     if frame is None or len(frame) == 0:
         return None
@@ -198,8 +199,8 @@ def asof_inputs(
     if liq is not None or obi is not None:
         n_bars = len(close_ms)
         covered = np.zeros(n_bars, dtype=bool)
-        long_vol = np.zeros(n_bars)
-        short_vol = np.zeros(n_bars)
+        long_vol: np.ndarray = np.zeros(n_bars)
+        short_vol: np.ndarray = np.zeros(n_bars)
         if liq is not None:
             bar, df, notional = liq
             covered[bar] = True

@@ -209,8 +209,8 @@ def supertrend(high, low, close, atr, factor: float = 3.0):
 
     The recursion cannot be vectorised; this runs the streaming step in a compiled loop.
     """
-    as64 = [np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close, atr)]
-    return _supertrend_loop(*as64, float(factor))
+    h, lo, c, a = (np.ascontiguousarray(x, dtype=np.float64) for x in (high, low, close, atr))
+    return _supertrend_loop(h, lo, c, a, float(factor))
 
 
 class SuperTrend:
