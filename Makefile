@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SENTIMENT_DB ?= data/sentiment.duckdb
 
-.PHONY: install lock demo test up bench bench-quality lint clean
+.PHONY: install lock demo test test-fast up bench bench-quality lint clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ $(CHROMIUM):
 
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+# The unit tests only (no replay exchange, Dagster run or browser): the edit-and-rerun loop.
+# `$(BIN)/python -m pytest -m "not slow"` is the wider quick loop.
+test-fast: install
+	$(BIN)/python -m pytest -q tests/unit
 
 # Dagster UI on 127.0.0.1:3000 and the dashboard on 127.0.0.1:8501, against the replay
 # exchange on 127.0.0.1:8765, whose clock starts at REPLAY_START and runs REPLAY_SPEED times faster than the wall clock (120: one
@@ -83,8 +88,10 @@ bench-quality: install
 	@test -n "$(DATA)" || (echo "usage: make bench-quality DATA=path/to/recorded/data" && false)
 	$(BIN)/python bench/bench_quality.py $(DATA)
 
+# ruff everywhere, then mypy over the computation core (its scope: [tool.mypy] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) data/*.duckdb data/*.wal dagster_home/storage dagster_home/history \
