@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -11,6 +12,16 @@ import pytest
 os.environ.setdefault("BYBIT_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("FEAR_GREED_URL", "http://127.0.0.1:9/fng/")
 os.environ.setdefault("BYBIT_WS_URL", "ws://127.0.0.1:9/v5/public/linear")
+
+# Fixtures whose first use builds a database through dozens of Dagster runs (15-25 s): a test
+# asking for one is slow, so `pytest -m "not slow"` never builds them.
+SLOW_FIXTURES = {"dashboard_db", "live_db"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +127,49 @@ def with_stream_data(db: str, staging_dir):
                    "stream_state": [{"symbol": "BTCUSDT", "through": ms[-1] + 30_000}]})
     load_staged(store, staging)
     return end
+
+
+@pytest.fixture
+def ws():
+    """A replay WebSocket on 127.0.0.1 for BTCUSDT and ETHUSDT, pushing every 20 ms."""
+    from replay.ws import ReplayStream
+
+    with ReplayStream(symbols=["BTCUSDT", "ETHUSDT"], push_seconds=0.02) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _seeds(tmp_path_factory):
+    return {}, tmp_path_factory.mktemp("seeds")
+
+
+@pytest.fixture
+def seeded(request, _seeds, clean_replay):
+    """``seeded(defs, db_path, *runs)``: ``db_path`` as the successful ``runs`` (pairs of a
+    job name and its ``execute_in_process`` arguments) of ``defs`` leave it, at the replay
+    exchange's current clock. The first test of a module to ask really runs them and keeps a
+    copy of the file; the next ones asking for the same runs at the same clock start from the
+    copy: the runs give the same database every time, so each test sees the state it would
+    have built, for a fraction of the time. Tests of one module sharing a seed must build
+    ``defs`` alike."""
+    from helpers import run_job
+
+    cache, directory = _seeds
+
+    def seed(defs, db_path: str, *runs: tuple[str, dict]) -> None:
+        key = (request.module.__name__, clean_replay.now_ms(), repr(runs))
+        files = (db_path, db_path + ".wal")
+        if key in cache:
+            for source, target in zip(cache[key], files, strict=True):
+                if os.path.exists(source):
+                    shutil.copyfile(source, target)
+            return
+        for job, kwargs in runs:
+            run_job(defs, job, **kwargs)
+        copies = [str(directory / f"{len(cache)}{os.path.splitext(f)[1]}") for f in files]
+        for source, target in zip(files, copies, strict=True):
+            if os.path.exists(source):
+                shutil.copyfile(source, target)
+        cache[key] = copies
+
+    return seed

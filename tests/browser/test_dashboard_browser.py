@@ -9,7 +9,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,9 @@ from dagster import DagsterInstance
 
 from sentiment.io.store import Store
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration]
+from helpers import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -31,12 +32,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 #: Screenshots of the last browser run, for people to look at (not compared).
 SCREENSHOTS = ROOT / "test-output"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Dashboard:
@@ -51,7 +46,7 @@ class Dashboard:
                           .replace("lock_wait_seconds: 10",
                                    f"lock_wait_seconds: {lock_wait_seconds}"),
                           encoding="utf-8")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / "streamlit.log"
         env = dict(os.environ, SENTIMENT_DB=db, SENTIMENT_CONFIG=str(config),

@@ -55,6 +55,7 @@ def test_every_writer_is_in_the_single_writer_pool():
         assert assets_def.node_def.pool == "duckdb_writer"
 
 
+@pytest.mark.slow
 def test_a_config_error_is_reported_when_the_definitions_load(tmp_path, monkeypatch):
     import subprocess
     import sys

@@ -10,56 +10,34 @@ received and what the server saw, never on sleeps."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import math
 import threading
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
-from orchestration.definitions import build_definitions
-from replay.ws import ReplayStream
 from sentiment.config import load_config
 from sentiment.io.sources.bybit_ws import BybitStream
 from sentiment.io.staging import Staging, StagingError, load_staged
 from sentiment.io.store import Store
 from sentiment.services.stream import StreamRecorder, StreamService, topics
-from sentiment.settings import get_settings
+
+from helpers import BOOK, definitions, delta, live_config, ms, run_job, snap, until
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_773_386_409_389  # 2026-03-13, the recorded snapshot's time
 DAY = 86_400_000
 YEARS_10 = 3_652 * DAY
-BOOK = "orderbook.50.BTCUSDT"
 LIQ = "allLiquidation.BTCUSDT"
 TICK = "tickers.BTCUSDT"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def until(condition, timeout: float = 10.0) -> None:
-    """Poll ``condition`` (a state the code under test reaches) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
-def snap(u: int, bids, asks, ts: int) -> dict:
-    return {"topic": BOOK, "type": "snapshot", "ts": ts,
-            "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": u}}
-
-
-def delta(u: int, ts: int, bids=(), asks=()) -> dict:
-    return {"topic": BOOK, "type": "delta", "ts": ts,
-            "data": {"s": "BTCUSDT", "b": list(bids), "a": list(asks), "u": u, "seq": u}}
 
 
 def liq_item(ts: int, side: str = "Buy", size: str = "0.5", price: str = "70000") -> dict:
@@ -132,12 +110,6 @@ class Service:
         self.service.client.stop()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive()
-
-
-@pytest.fixture
-def ws():
-    with ReplayStream(symbols=["BTCUSDT", "ETHUSDT"], push_seconds=0.02) as server:
-        yield server
 
 
 def stream_errors(caplog) -> list[str]:
@@ -388,33 +360,15 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
 def _config():
-    config = load_config()
-    hmm = dataclasses.replace(config.hmm, window_bars=150, min_bars=100)
-    return dataclasses.replace(config, start_date=START, hmm=hmm)
+    return live_config(START)
 
 
 def _defs(replay, db_path: str, staging: str):
-    settings = dataclasses.replace(get_settings(), db_path=db_path, stream_dir=staging,
-                                   bybit_base_url=replay.base_url,
-                                   fear_greed_url=replay.fear_greed_url)
-    return build_definitions(_config(), settings)
-
-
-def _run(defs, job, instance=None, **kwargs):
-    result = defs.resolve_job_def(job).execute_in_process(
-        raise_on_error=False, instance=instance or DagsterInstance.ephemeral(), **kwargs)
-    failures = [e.event_specific_data.error.message.splitlines()[0]
-                for e in result.all_events if e.is_step_failure]
-    assert result.success, (job, failures)
-    return result
-
-
-def _ms(t: dt.datetime) -> int:
-    return int(pd.Timestamp(t).value // 1_000_000)
+    return definitions(replay, db_path, _config(), stream_dir=staging)
 
 
 def _backfill(defs, day: dt.datetime):
-    _run(defs, "sentiment_job", tags={
+    run_job(defs, "sentiment_job", tags={
         "dagster/asset_partition_range_start": f"{START}|BTCUSDT",
         "dagster/asset_partition_range_end": f"{day:%Y-%m-%d}|ETHUSDT"})
 
@@ -424,6 +378,7 @@ def _history(store: Store) -> pd.DataFrame:
                        "timestamp > ? ORDER BY symbol, timestamp", [LIVE_FROM])
 
 
+@pytest.mark.slow
 def test_after_a_hostile_liquidation_on_the_wire_the_pipeline_runs_on(clean_replay, ws,
                                                                       tmp_path):
     """The stream receives a liquidation of size inf among good ones; stream_load_job, the
@@ -432,29 +387,29 @@ def test_after_a_hostile_liquidation_on_the_wire_the_pipeline_runs_on(clean_repl
     defs = _defs(clean_replay, db, str(staging.directory))
     instance = DagsterInstance.ephemeral()
     clean_replay.set_clock(LIVE_FROM)
-    _run(defs, "live_update_job", instance)  # bootstrap, before the stream starts
+    run_job(defs, "live_update_job", instance)  # bootstrap, before the stream starts
     close = LIVE_FROM + dt.timedelta(hours=1)
     with Service(ws.url, staging.directory, config=_config()) as run:
         until(lambda: ws.subscriptions(LIQ) == 1)
         sent = 0
         for minute in range(0, 60, 10):
-            at = _ms(LIVE_FROM + dt.timedelta(minutes=minute))
+            at = ms(LIVE_FROM + dt.timedelta(minutes=minute))
             items = [liq_item(at, "Sell", "0.2", "40000")]
             if minute == 30:
                 items.append(liq_item(at + 1, "Buy", "inf", "40000"))
             ws.push(LIQ, liq_message(items, at + 300))
             sent += 1
         # The stream passes the bar's close (its `through`), so the bar can be final.
-        ws.push(LIQ, liq_message([liq_item(_ms(close) + 20_000, "Buy", "0.1", "40000")],
-                                 _ms(close) + 30_000))
+        ws.push(LIQ, liq_message([liq_item(ms(close) + 20_000, "Buy", "0.1", "40000")],
+                                 ms(close) + 30_000))
         until(lambda: run.counters.messages == sent + 1)
     assert run.error is None and run.counters.bad_messages == 1
-    _run(defs, "stream_load_job", instance)
+    run_job(defs, "stream_load_job", instance)
     assert len(Store(db).read("liquidations")) == 7
     clean_replay.set_clock(close + dt.timedelta(seconds=45))
-    _run(defs, "live_update_job", instance)
+    run_job(defs, "live_update_job", instance)
     clean_replay.set_clock(close + dt.timedelta(hours=1, seconds=45))
-    _run(defs, "live_update_job", instance)  # and the one after it
+    run_job(defs, "live_update_job", instance)  # and the one after it
     rows = Store(db).read("sentiment_history", where={"symbol": "BTCUSDT", "interval": "60"})
     bar = rows[pd.to_datetime(rows["timestamp"]) == pd.Timestamp(close)]
     assert np.isfinite(bar["liquidation_intensity"]).all() and len(bar) == 1
@@ -485,11 +440,11 @@ STORED_BAD = {"size inf": [{"size": math.inf}],
 
 @pytest.mark.parametrize("case", list(STORED_BAD))
 def test_a_bad_liquidation_already_stored_is_skipped_by_backfill(clean_replay, tmp_path,
-                                                                  case):
+                                                                  seeded, case):
     db = str(tmp_path / "s.duckdb")
     defs = _defs(clean_replay, db, str(tmp_path / "unused"))
     clean_replay.set_clock(LIVE_FROM + dt.timedelta(hours=3, seconds=45))
-    _run(defs, "live_update_job")  # the bars, stored before the bad rows arrive
+    seeded(defs, db, ("live_update_job", {}))  # the bars, stored before the bad rows arrive
     Store(db).upsert("liquidations", _stored_rows_with(STORED_BAD[case]))
     _backfill(defs, LIVE_FROM + dt.timedelta(hours=3))
     rows = _history(Store(db))
@@ -504,9 +459,10 @@ LIVE_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", LIVE_CASES)
 def test_a_bad_liquidation_already_stored_is_skipped_live_as_in_a_backfill(
-        clean_replay, tmp_path, case):
+        clean_replay, tmp_path, seeded, case):
     """A database holding a bad liquidation from before the fix: every later live run
     succeeds, and its rows equal a backfill's (both skip the row the same way)."""
     live_db, backfill_db = str(tmp_path / "live.duckdb"), str(tmp_path / "backfill.duckdb")
@@ -514,11 +470,11 @@ def test_a_bad_liquidation_already_stored_is_skipped_live_as_in_a_backfill(
     defs = _defs(clean_replay, live_db, str(staging.directory))
     instance = DagsterInstance.ephemeral()
     clean_replay.set_clock(LIVE_FROM)
-    _run(defs, "live_update_job", instance)
+    seeded(defs, live_db, ("live_update_job", {}))  # the bootstrap: everything since START
     Store(live_db).upsert("liquidations", _stored_rows_with(STORED_BAD[case]))
     for hour in range(1, 4):
         clean_replay.set_clock(LIVE_FROM + dt.timedelta(hours=hour, seconds=45))
-        _run(defs, "live_update_job", instance)
+        run_job(defs, "live_update_job", instance)
     live = _history(Store(live_db))
     assert len(live) == 3 * len(SYMBOLS)
     assert np.isfinite(live["liquidation_intensity"]).all()

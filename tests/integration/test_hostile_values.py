@@ -278,8 +278,8 @@ JOB_CASES = [
 @pytest.mark.parametrize(("case", "path", "edit", "field"), JOB_CASES,
                          ids=[c[0] for c in JOB_CASES])
 def test_the_market_data_job_fails_with_the_named_error_and_keeps_stored_rows(
-        defs, db_path, serve_edited, case, path, edit, field):
-    assert run(defs, "market_data_job", RANGE_TAGS).success
+        defs, db_path, serve_edited, seeded, case, path, edit, field):
+    seeded(defs, db_path, ("market_data_job", {"tags": RANGE_TAGS}))
     before = {t: Store(db_path).read(t) for t in MARKET_TABLES}
     # The first symbol is served clean, the second hostile: nothing of the run is written.
     serve_edited(path, edit, symbol="ETHUSDT")

@@ -128,8 +128,8 @@ def test_fear_greed_partitions(defs, db_path, bundle):
     ("kind", "extra"),
     [("rate_limit", {}), ("http_500", {}), ("http_502", {}), ("slow", {"delay_s": 1.5})],
 )
-def test_transient_faults_are_retried(defs, db_path, clean_replay, kind, extra):
-    assert run(defs, partition=f"{DAY}|BTCUSDT").success
+def test_transient_faults_are_retried(defs, db_path, clean_replay, seeded, kind, extra):
+    seeded(defs, db_path, ("market_data_job", {"partition_key": f"{DAY}|BTCUSDT"}))
     before = stored(db_path, "candles")
     clean_replay.inject("/v5/market/kline", kind, count=2, **extra)
     clean_replay.clear_requests()
@@ -151,9 +151,9 @@ def test_transient_faults_are_retried(defs, db_path, clean_replay, kind, extra):
     ],
 )
 def test_fatal_faults_fail_the_run_and_keep_stored_rows(
-    defs, db_path, clean_replay, kind, extra, expected
+    defs, db_path, clean_replay, seeded, kind, extra, expected
 ):
-    assert run(defs, tags=RANGE_TAGS).success
+    seeded(defs, db_path, ("market_data_job", {"tags": RANGE_TAGS}))
     before = {t: stored(db_path, t) for t in ("candles", "funding_rates")}
     path = "/v5/market/funding/history" if extra.get("field") == "fundingRate" else (
         "/v5/market/kline")

@@ -15,18 +15,18 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
-from orchestration.definitions import build_definitions
 from orchestration.resources import BybitResource
 from sentiment.config import load_config
 from sentiment.io.store import Store
 from sentiment.models import HISTORY_COLUMNS
-from sentiment.settings import get_settings
 from sentiment.tracker import CHECKPOINT_VERSION
+
+from helpers import assert_tables_equal, definitions, live_config
+from helpers import run_job as _run
 
 pytestmark = pytest.mark.integration
 
@@ -38,42 +38,11 @@ LIVE_TO = dt.datetime(2022, 3, 8, 2)
 
 def _config():
     # A short HMM window, so the boundary inside the live window has a model.
-    config = load_config()
-    hmm = dataclasses.replace(config.hmm, window_bars=150, min_bars=100)
-    return dataclasses.replace(config, start_date=START, hmm=hmm)
+    return live_config(START)
 
 
 def _defs(replay, db_path):
-    settings = dataclasses.replace(get_settings(), db_path=db_path,
-                                   bybit_base_url=replay.base_url,
-                                   fear_greed_url=replay.fear_greed_url)
-    return build_definitions(_config(), settings)
-
-
-def _run(defs, job, instance=None, **kwargs):
-    result = defs.resolve_job_def(job).execute_in_process(
-        raise_on_error=False, instance=instance or DagsterInstance.ephemeral(), **kwargs)
-    assert result.success, job
-    return result
-
-
-def _key(frame):
-    return frame.sort_values(["symbol", "interval", "timestamp"], ignore_index=True)
-
-
-def assert_tables_equal(a: pd.DataFrame, b: pd.DataFrame, tol=1e-9):
-    a, b = _key(a), _key(b)
-    assert len(a) == len(b)
-    for column in a.columns:
-        x, y = a[column], b[column]
-        assert (x.isna().to_numpy() == y.isna().to_numpy()).all(), column
-        if pd.api.types.is_numeric_dtype(x.dtype):
-            xv = x.to_numpy(dtype=float, na_value=np.nan)
-            yv = y.to_numpy(dtype=float, na_value=np.nan)
-            ok = np.isnan(xv) | (np.abs(xv - yv) <= tol)
-            assert ok.all(), (column, int((~ok).sum()))
-        else:
-            assert (x.fillna("-").astype(str) == y.fillna("-").astype(str)).all(), column
+    return definitions(replay, db_path, _config())
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +169,7 @@ def test_sensor_one_run_key_per_new_bar_catch_up_and_restart(clean_replay, db_pa
     assert isinstance(result, SkipReason)
 
 
+@pytest.mark.slow
 def test_sensor_waits_for_a_bar_about_to_close_and_not_on_a_stopped_clock(clean_replay,
                                                                           db_path):
     defs = _defs(clean_replay, db_path)
@@ -273,6 +243,7 @@ def test_a_killed_live_run_leaves_no_duplicate_no_gap_and_no_lock(clean_replay, 
     assert not history.duplicated(["symbol", "interval", "timestamp"]).any()
 
 
+@pytest.mark.slow
 def test_a_live_run_killed_inside_its_commit_writes_nothing_and_reruns_clean(clean_replay,
                                                                             tmp_path):
     db = str(tmp_path / "crash_commit.duckdb")
@@ -405,6 +376,7 @@ def test_a_checkpoint_of_an_older_engine_recomputes_the_history(live_db, clean_r
     assert versions == {CHECKPOINT_VERSION}
 
 
+@pytest.mark.slow
 def test_a_bar_the_exchange_left_out_once_is_healed_and_live_equals_backfill(clean_replay,
                                                                            tmp_path):
     from sentiment.io.sources.bybit import BybitClient

@@ -33,6 +33,7 @@ READER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_readers_polling_without_pause_let_a_writer_in(tmp_path):
     db = tmp_path / "busy.duckdb"
     Store(db).init()

@@ -29,6 +29,8 @@ from replay.server import (
     load_bundle,
 )
 
+from helpers import ms
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,10 +51,10 @@ def sample(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-@pytest.fixture(scope="module")
-def ex():
-    with ReplayExchange(port=0) as exchange:
-        yield exchange
+@pytest.fixture
+def ex(clean_replay):
+    """The session's replay exchange, with no faults, an empty log and the default clock."""
+    return clean_replay
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +66,6 @@ def http():
 @pytest.fixture(scope="module")
 def bundle():
     return load_bundle()
-
-
-@pytest.fixture(autouse=True)
-def fresh(ex):
-    ex.clear_faults()
-    ex.clear_requests()
-    ex.set_clock(BUNDLE_END, speed=0.0)
-    yield
-    ex.clear_faults()
 
 
 @pytest.fixture
@@ -95,10 +88,6 @@ def ok(get):
         return payload["result"]
 
     return _ok
-
-
-def ms(ts: str) -> int:
-    return int(pd.Timestamp(ts).value // 1_000_000)
 
 
 def hourly(bundle, symbol: str) -> pd.DataFrame:

@@ -46,10 +46,10 @@ def run(defs, job, *, partition=None, tags=None):
 
 
 @pytest.fixture
-def ingested(defs):
-    run(defs, "market_data_job", tags=_range(FIRST, LAST))
-    run(defs, "fear_greed_job", tags={"dagster/asset_partition_range_start": FIRST,
-                                      "dagster/asset_partition_range_end": LAST})
+def ingested(defs, db_path, seeded):
+    seeded(defs, db_path, ("market_data_job", {"tags": _range(FIRST, LAST)}),
+           ("fear_greed_job", {"tags": {"dagster/asset_partition_range_start": FIRST,
+                                        "dagster/asset_partition_range_end": LAST}}))
     return defs
 
 
@@ -57,6 +57,7 @@ def _sorted(frame):
     return frame.sort_values(["symbol", "interval", "timestamp"], ignore_index=True)
 
 
+@pytest.mark.slow
 def test_backfill_equals_the_core_and_does_not_depend_on_partitioning(ingested, db_path):
     result = run(ingested, "sentiment_job", tags=_range(FIRST, LAST))
     assert all(c.passed for c in result.get_asset_check_evaluations())

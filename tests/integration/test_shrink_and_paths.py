@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = "2022-06-01"
 PARTITION = f"{DAY}|BTCUSDT"
 MARKET_TABLES = ("candles", "funding_rates", "open_interest", "long_short_ratio")
+# The run that stores the day most tests start from.
+STORED_DAY = ("market_data_job", {"partition_key": PARTITION})
 FG_TAGS = {"dagster/asset_partition_range_start": "2022-06-01",
            "dagster/asset_partition_range_end": "2022-06-10"}
 
@@ -78,9 +80,9 @@ def assert_unchanged(db_path: str, before: dict[str, pd.DataFrame]) -> None:
 # Item 4: an answer that would shrink stored data fails and changes nothing
 
 
-def test_an_empty_answer_does_not_delete_a_stored_day(clean_replay, db_path):
+def test_an_empty_answer_does_not_delete_a_stored_day(clean_replay, db_path, seeded):
     defs = make_defs(clean_replay, db_path)
-    assert run(defs).success
+    seeded(defs, db_path, STORED_DAY)
     before = snapshot(db_path)
     assert len(before["candles"]) == 30
     # The exchange's clock before the day: every endpoint answers an empty list for it.
@@ -97,9 +99,9 @@ def test_an_empty_answer_does_not_delete_a_stored_day(clean_replay, db_path):
     assert_unchanged(db_path, before)
 
 
-def test_a_partial_answer_does_not_shrink_a_stored_day(clean_replay, db_path):
+def test_a_partial_answer_does_not_shrink_a_stored_day(clean_replay, db_path, seeded):
     defs = make_defs(clean_replay, db_path)
-    assert run(defs).success
+    seeded(defs, db_path, STORED_DAY)
     before = snapshot(db_path)
     # Half the day seen: 12 hourly and 3 four-hourly closed bars instead of 24 + 6.
     clean_replay.set_clock("2022-06-01T12:00:00")
@@ -110,6 +112,7 @@ def test_a_partial_answer_does_not_shrink_a_stored_day(clean_replay, db_path):
     assert_unchanged(db_path, before)
 
 
+@pytest.mark.slow
 def test_a_growing_or_identical_answer_still_replaces(clean_replay, db_path):
     # Guard (passes before and after): the day in progress grows, a rerun is idempotent.
     defs = make_defs(clean_replay, db_path)
@@ -124,9 +127,9 @@ def test_a_growing_or_identical_answer_still_replaces(clean_replay, db_path):
     assert_unchanged(db_path, full)
 
 
-def test_allow_shrink_forces_a_shorter_answer(clean_replay, db_path):
+def test_allow_shrink_forces_a_shorter_answer(clean_replay, db_path, seeded):
     defs = make_defs(clean_replay, db_path)
-    assert run(defs).success
+    seeded(defs, db_path, STORED_DAY)
     clean_replay.set_clock("2022-06-01T12:00:00")
     result = run(defs, run_config={"ops": {"candles": {"config": {"allow_shrink": True}}}})
     errors = failures(result)
@@ -149,9 +152,9 @@ def test_fear_greed_does_not_shrink(clean_replay, db_path):
     assert_unchanged(db_path, before)
 
 
-def test_a_switched_off_input_keeps_its_stored_rows(clean_replay, db_path):
+def test_a_switched_off_input_keeps_its_stored_rows(clean_replay, db_path, seeded):
     defs = make_defs(clean_replay, db_path)
-    assert run(defs).success
+    seeded(defs, db_path, STORED_DAY)
     before = snapshot(db_path)
     config = load_config()
     config = dataclasses.replace(config, exchange_data=dataclasses.replace(
@@ -183,8 +186,8 @@ def _hold_read_only(path: Path) -> subprocess.Popen:
     return holder
 
 
-def test_tables_reads_beside_other_readers(clean_replay, db_path):
-    assert run(make_defs(clean_replay, db_path)).success
+def test_tables_reads_beside_other_readers(clean_replay, db_path, seeded):
+    seeded(make_defs(clean_replay, db_path), db_path, STORED_DAY)
     holder = _hold_read_only(Path(db_path))
     try:
         # A read-write open would wait for the reader (60 s) and then fail.
@@ -264,6 +267,7 @@ def _delete_when_fetching(replay, path: Path, done: threading.Event) -> threadin
     return thread
 
 
+@pytest.mark.slow
 def test_a_database_deleted_mid_run_fails_the_run(clean_replay, db_path):
     defs = make_defs(clean_replay, db_path)
     tags = {"dagster/asset_partition_range_start": "2022-06-01|BTCUSDT",

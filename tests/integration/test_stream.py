@@ -12,24 +12,23 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from replay.ws import ReplayStream
 from sentiment.config import load_config
 from sentiment.io.sources.bybit_ws import BybitStream
 from sentiment.io.staging import Staging, StagingError, load_staged
 from sentiment.io.store import Store
 from sentiment.services.stream import StreamRecorder, StreamService, topics
 
+from helpers import BOOK, delta, snap, until
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "bybit"
-BOOK = "orderbook.50.BTCUSDT"
 T0 = 1_773_386_409_389  # the recorded snapshot's time
 
 
@@ -37,27 +36,9 @@ def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-def snap(u: int, bids, asks, ts: int) -> dict:
-    return {"topic": BOOK, "type": "snapshot", "ts": ts,
-            "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": u}}
-
-
-def delta(u: int, ts: int, bids=(), asks=()) -> dict:
-    return {"topic": BOOK, "type": "delta", "ts": ts,
-            "data": {"s": "BTCUSDT", "b": list(bids), "a": list(asks), "u": u, "seq": u}}
-
-
 def liquidation(ts: int, side: str, size: str, price: str = "70000") -> dict:
     return {"topic": "allLiquidation.BTCUSDT", "type": "snapshot", "ts": ts + 200,
             "data": [{"T": ts, "s": "BTCUSDT", "S": side, "v": size, "p": price}]}
-
-
-def until(condition, timeout: float = 10.0) -> None:
-    """Poll ``condition`` (a state the code under test reaches) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 class Running:
@@ -77,12 +58,6 @@ class Running:
         self.client.stop()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive()
-
-
-@pytest.fixture
-def ws():
-    with ReplayStream(symbols=["BTCUSDT", "ETHUSDT"], push_seconds=0.02) as server:
-        yield server
 
 
 def test_the_recorded_book_arrives_whole(ws):
@@ -159,6 +134,7 @@ def test_a_refused_topic_is_an_error_naming_it(ws):
     assert "NOTACOIN" in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_dropped_connection_reconnects_and_loses_nothing_staged(ws, tmp_path):
     config = load_config()
     staging = Staging(tmp_path / "stream")

@@ -5,7 +5,6 @@ provisional until it has."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 
@@ -14,12 +13,12 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
-from orchestration.definitions import build_definitions
 from orchestration.resources import StagingResource
-from sentiment.config import load_config
 from sentiment.io.staging import Staging
 from sentiment.io.store import Store
-from sentiment.settings import get_settings
+
+from helpers import definitions, live_config, run_job
+from helpers import ms as _ms
 
 pytestmark = pytest.mark.integration
 
@@ -31,28 +30,11 @@ MS = 1_000
 
 
 def _config():
-    config = load_config()
-    hmm = dataclasses.replace(config.hmm, window_bars=150, min_bars=100)
-    live = dataclasses.replace(config.live, sensor_wait_seconds=0.5)  # the sensor's watch
-    return dataclasses.replace(config, start_date=START, hmm=hmm, live=live)
+    return live_config(START, sensor_wait_seconds=0.5)  # the sensor's watch
 
 
 def _defs(replay, db_path: str, staging: str):
-    settings = dataclasses.replace(get_settings(), db_path=db_path, stream_dir=staging,
-                                   bybit_base_url=replay.base_url,
-                                   fear_greed_url=replay.fear_greed_url)
-    return build_definitions(_config(), settings)
-
-
-def _run(defs, job, instance=None, **kwargs):
-    result = defs.resolve_job_def(job).execute_in_process(
-        raise_on_error=False, instance=instance or DagsterInstance.ephemeral(), **kwargs)
-    assert result.success, job
-    return result
-
-
-def _ms(t: dt.datetime) -> int:
-    return int(pd.Timestamp(t).value // 1_000_000)
+    return definitions(replay, db_path, _config(), stream_dir=staging)
 
 
 def stream_rows(start: dt.datetime, end: dt.datetime) -> dict[str, list[dict]]:
@@ -94,30 +76,31 @@ def test_stream_load_sensor_and_job(clean_replay, tmp_path):
     with build_sensor_context(instance=instance, resources=resources) as context:
         request = sensor(context)
     assert isinstance(request, RunRequest) and request.tags["staged_files"] == "3"
-    result = _run(defs, "stream_load_job", instance)
+    result = run_job(defs, "stream_load_job", instance)
     assert not staging.pending()
     store = Store(db)
     assert len(store.read("orderbook_imbalance")) == 12 * len(SYMBOLS)
     assert len(store.read("liquidations")) == 3 * len(SYMBOLS)
     assert result.output_for_node("load_stream") == 3  # OBI, liquidations, stream_state
-    _run(defs, "stream_load_job", instance)  # nothing left: a no-op
+    run_job(defs, "stream_load_job", instance)  # nothing left: a no-op
     assert len(store.read("orderbook_imbalance")) == 12 * len(SYMBOLS)
 
 
+@pytest.mark.slow
 def test_live_with_a_stream_equals_a_backfill_and_waits_for_it(clean_replay, tmp_path):
     live_db, backfill_db = str(tmp_path / "live.duckdb"), str(tmp_path / "backfill.duckdb")
     staging = Staging(tmp_path / "stream")
     defs = _defs(clean_replay, live_db, str(staging.directory))
     instance = DagsterInstance.ephemeral()
     clean_replay.set_clock(LIVE_FROM)
-    _run(defs, "live_update_job", instance)  # bootstrap, before the stream starts
+    run_job(defs, "live_update_job", instance)  # bootstrap, before the stream starts
     clock = LIVE_FROM
     for _ in range(HOURS):
         # The stream has staged everything up to a minute before the next close...
         close = clock + dt.timedelta(hours=1)
         stage(staging, clock, close - dt.timedelta(minutes=1), close - dt.timedelta(minutes=1))
         clean_replay.set_clock(close + dt.timedelta(seconds=30))
-        _run(defs, "live_update_job", instance)
+        run_job(defs, "live_update_job", instance)
         store = Store(live_db)
         state = store.read("tracker_state", where={"symbol": "BTCUSDT", "interval": "60"})
         # ... so that bar is provisional: the checkpoint stays before it.
@@ -128,7 +111,7 @@ def test_live_with_a_stream_equals_a_backfill_and_waits_for_it(clean_replay, tmp
               close + dt.timedelta(seconds=30))
         clock = close
     clean_replay.set_clock(clock + dt.timedelta(seconds=45))
-    _run(defs, "live_update_job", instance)
+    run_job(defs, "live_update_job", instance)
     live = Store(live_db)
     assert not staging.pending()
     rows = live.query("SELECT * FROM sentiment_history WHERE interval = '60' AND timestamp > ?"
@@ -154,7 +137,7 @@ def test_live_with_a_stream_equals_a_backfill_and_waits_for_it(clean_replay, tmp
         backfill.upsert(table, live.read(table))
     bdefs = _defs(clean_replay, backfill_db, str(tmp_path / "unused"))
     day = LIVE_FROM.strftime("%Y-%m-%d")
-    _run(bdefs, "sentiment_job", tags={"dagster/asset_partition_range_start": f"{START}|BTCUSDT",
+    run_job(bdefs, "sentiment_job", tags={"dagster/asset_partition_range_start": f"{START}|BTCUSDT",
                                        "dagster/asset_partition_range_end": f"{day}|ETHUSDT"})
     theirs = backfill.query("SELECT * FROM sentiment_history WHERE interval = '60' AND "
                             "timestamp > ? ORDER BY symbol, timestamp", [LIVE_FROM])
@@ -178,10 +161,10 @@ def test_a_bar_that_just_closed_waits_one_flush_for_the_stream(clean_replay, tmp
         return pd.Timestamp(state["last_timestamp"].iloc[0])
 
     clean_replay.set_clock(LIVE_FROM + dt.timedelta(seconds=1))
-    _run(defs, "live_update_job", instance)
+    run_job(defs, "live_update_job", instance)
     assert checkpoint() == pd.Timestamp(LIVE_FROM) - pd.Timedelta(hours=1)
     rows = Store(db).read("sentiment_history", where={"symbol": "BTCUSDT", "interval": "60"})
     assert pd.Timestamp(rows["timestamp"].max()) == pd.Timestamp(LIVE_FROM)  # written, provisional
     clean_replay.set_clock(LIVE_FROM + dt.timedelta(seconds=30))
-    _run(defs, "live_update_job", instance)
+    run_job(defs, "live_update_job", instance)
     assert checkpoint() == pd.Timestamp(LIVE_FROM)
