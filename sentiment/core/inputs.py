@@ -38,7 +38,7 @@ from collections import deque
 import numpy as np
 import pandas as pd
 
-from sentiment.core.liquidations import MAX_NOTIONAL
+from sentiment.core.liquidations import LONG_SIDE, MAX_NOTIONAL
 from sentiment.errors import InputError
 from sentiment.models import PERIOD_MINUTES
 from sentiment.timeutil import HOUR_MS, MINUTE_MS, epoch_ms_array
@@ -51,8 +51,6 @@ PERIODS_OF_AGE = 3
 OI_WINDOW_MS = 4 * HOUR_MS  # open_interest_delta_pct: change over 4 h (status: "%/4h")
 OI_SHORT_WINDOW_MS = HOUR_MS  # capitulation: change over 1 h
 LIQUIDATION_MIN_BARS = 24
-#: Bybit ``allLiquidation`` side: "Buy" means a long position was liquidated.
-LONG_LIQUIDATION_SIDE = "Buy"
 
 #: Names of the slower inputs, in the engine's input order.
 SLOW_INPUTS: tuple[str, ...] = (
@@ -196,7 +194,7 @@ def asof_inputs(
         if liq is not None:
             bar, df, notional = liq
             covered[bar] = True
-            is_long = (df["side"].astype(str) == LONG_LIQUIDATION_SIDE).to_numpy()
+            is_long = (df["side"].astype(str) == LONG_SIDE).to_numpy()
             long_vol = np.bincount(bar, weights=np.where(is_long, notional, 0.0),
                                    minlength=n_bars)
             short_vol = np.bincount(bar, weights=np.where(is_long, 0.0, notional),
@@ -369,7 +367,7 @@ class LiveInputs:
             log.warning("liquidations: a row at %s skipped, size x price not finite or above "
                         "%g (size %r, price %r)", ts, MAX_NOTIONAL, size, price)
             return
-        long = side == LONG_LIQUIDATION_SIDE
+        long = side == LONG_SIDE
         self._event(ts, 0 if long else 1, notional, 0.0)
 
     def add_obi(self, ts: int, obi: float) -> None:

@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sentiment.core.liquidations import SIDES
 from sentiment.errors import SourceError
 from sentiment.io.tables import BIGINT, INTEGER, TABLES, TEXT, TIMESTAMP
 from sentiment.models import MAX_PRICE, MAX_SIZE
@@ -154,7 +155,7 @@ def _bad_rows(kind: str, frame: pd.DataFrame) -> list[tuple[str, pd.Series, str]
         checks.append(("obi", _outside(frame["obi"], -1.0, 1.0), "outside [-1, 1]"))
     elif kind == "liquidations":
         checks += [
-            ("side", ~frame["side"].isin(["Buy", "Sell"]), "not Buy or Sell"),
+            ("side", ~frame["side"].isin(SIDES), "not Buy or Sell"),
             ("price", _outside(frame["price"], 0.0, MAX_PRICE, True),
              f"outside (0, {MAX_PRICE:g}]"),
             ("size", _outside(frame["size"], 0.0, MAX_SIZE, True),
