@@ -22,13 +22,13 @@ import streamlit as st
 from sentiment.config import Config, load_config
 from sentiment.core.evaluation import Evaluation, evaluate
 from sentiment.core.liquidations import LiquidationMonitor
+from sentiment.core.timeutil import epoch_ms, epoch_ms_array
 from sentiment.errors import SentimentError
 from sentiment.io.retry import DASHBOARD_LOCK_WAIT_SECONDS
 from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.store import Store, named_queries
 from sentiment.models import INTERVAL_MINUTES
 from sentiment.settings import Settings, get_settings
-from sentiment.timeutil import epoch_ms, epoch_ms_array
 
 log = logging.getLogger(__name__)
 SQL = named_queries("dashboard.sql")

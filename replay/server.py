@@ -54,8 +54,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import numpy as np
 import pandas as pd
 
+from sentiment.core.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, epoch_ms
 from sentiment.models import INTERVAL_MINUTES, PERIOD_MINUTES, fear_greed_class
-from sentiment.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, epoch_ms
 
 BUNDLE_DIR = Path(__file__).with_name("data")
 

@@ -21,7 +21,7 @@ def _port(text: str) -> int:
 def _replay_time(text: str) -> str:
     import pandas as pd
 
-    from sentiment.timeutil import epoch_ms
+    from sentiment.core.timeutil import epoch_ms
 
     try:
         pd.Timestamp(epoch_ms(text), unit="ms")  # also in the range a clock can show
@@ -129,8 +129,8 @@ def _bound(text: str | None, option: str, *, end: bool = False):
     bars closing on that day."""
     import pandas as pd
 
+    from sentiment.core.timeutil import naive_utc
     from sentiment.errors import InputError
-    from sentiment.timeutil import naive_utc
 
     if text is None:
         return None

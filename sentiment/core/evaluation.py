@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from sentiment.core.timeutil import naive_utc, naive_utc_series
 from sentiment.errors import InputError
 from sentiment.models import INTERVAL_MINUTES, REGIMES
-from sentiment.timeutil import naive_utc, naive_utc_series
 
 #: Hours of each window at hourly bars (scaled by time to other intervals).
 RETURN_HOURS = 24  # r24 and the forward windows

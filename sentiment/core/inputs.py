@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 
 from sentiment.core.liquidations import LONG_SIDE, MAX_NOTIONAL
+from sentiment.core.timeutil import HOUR_MS, MINUTE_MS, epoch_ms_array
 from sentiment.errors import InputError
 from sentiment.models import PERIOD_MINUTES
-from sentiment.timeutil import HOUR_MS, MINUTE_MS, epoch_ms_array
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ SLOW_INPUTS: tuple[str, ...] = (
 )
 
 
-#: The name :mod:`sentiment.history` imports; :func:`sentiment.timeutil.epoch_ms_array`.
+#: The name :mod:`sentiment.history` imports; :func:`sentiment.core.timeutil.epoch_ms_array`.
 to_ms = epoch_ms_array
 
 

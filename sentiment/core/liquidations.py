@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from sentiment.core.timeutil import HOUR_MS
 from sentiment.errors import InputError
 from sentiment.models import MAX_PRICE, MAX_SIZE
-from sentiment.timeutil import HOUR_MS
 
 #: Bybit ``allLiquidation`` side of a liquidated long position, and both sides.
 LONG_SIDE = "Buy"

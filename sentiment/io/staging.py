@@ -36,10 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentiment.core.liquidations import SIDES
+from sentiment.core.timeutil import epoch_ms, ms_to_timestamps
 from sentiment.errors import SourceError
 from sentiment.io.tables import BIGINT, INTEGER, TABLES, TEXT, TIMESTAMP
 from sentiment.models import MAX_PRICE, MAX_SIZE
-from sentiment.timeutil import epoch_ms, ms_to_timestamps
 
 #: What the stream stages: the tables' columns (``loaded_at`` is set when it is loaded).
 KINDS: dict[str, tuple[str, ...]] = {

@@ -35,10 +35,10 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from sentiment.core.timeutil import naive_utc_datetime
 from sentiment.errors import SentimentError
 from sentiment.io.retry import STORE_LOCK
 from sentiment.io.tables import TABLES, Table, create_statements
-from sentiment.timeutil import naive_utc_datetime
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 VIEWS_FILE = SQL_DIR / "views.sql"

@@ -39,10 +39,10 @@ from pathlib import Path
 
 from sentiment.core.liquidations import LiquidationMonitor, LiquidationReading, check_liquidation
 from sentiment.core.orderbook import BadBook, BookGap, OrderBook
+from sentiment.core.timeutil import DAY_MS
 from sentiment.errors import InputError
 from sentiment.io.sources.bybit_fields import TICKER_FIELDS
 from sentiment.models import MAX_PRICE, MAX_SIZE
-from sentiment.timeutil import DAY_MS
 
 log = logging.getLogger(__name__)
 

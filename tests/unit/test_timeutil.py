@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiment.timeutil import (
+from sentiment.core.timeutil import (
     EPOCH,
     epoch_ms,
     epoch_ms_array,

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from sentiment.core.timeutil import MINUTE_MS
 from sentiment.errors import TransientSourceError
 from sentiment.io.retry import SOURCES
 from sentiment.io.sources.bybit_fields import FIELD_OF_TICKER_COLUMN, TICKER_FIELDS
@@ -51,7 +52,6 @@ from sentiment.io.sources.http import (
 )
 from sentiment.io.tables import TABLES
 from sentiment.models import INTERVAL_MINUTES, MAX_PRICE, MAX_SIZE, PERIOD_MINUTES
-from sentiment.timeutil import MINUTE_MS
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ import pandas as pd
 import requests
 import urllib3
 
+from sentiment.core.timeutil import naive_utc
 from sentiment.errors import SourceBlockedError, SourceError, TransientSourceError
 from sentiment.io.retry import SOURCES
-from sentiment.timeutil import naive_utc
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 The exchanges speak Unix milliseconds; the tables hold naive-UTC ``TIMESTAMP`` values; frames
 hold ``datetime64[ns]``. Every conversion between them goes through here, with one rule
-throughout: a naive time is UTC, an aware one is converted to UTC, and a time is never
-rounded up (a millisecond is the floor of the nanoseconds).
+throughout: a naive time is UTC, an aware one is converted to UTC, and milliseconds are the
+floor of the nanoseconds (only a request's range bound is rounded up, by
+``sentiment.io.sources.http.to_epoch_ms``, to keep the range half-open).
 
 Pure: numpy and pandas only.
 """
