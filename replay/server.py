@@ -54,6 +54,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import numpy as np
 import pandas as pd
 
+from replay.ws import PRICE_TICK, MarketSource, ReplayStream
 from sentiment.core.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, epoch_ms
 from sentiment.models import INTERVAL_MINUTES, PERIOD_MINUTES, fear_greed_class
 
@@ -95,9 +96,6 @@ OPEN_INTEREST_RANGE = {
     "ETHUSDT": (400_000.0, 600_000.0, 900_000.0),
 }
 LONG_SHORT_RANGE = (0.30, 0.70)
-
-#: Price tick per symbol (Bybit's 2022 values), for the synthetic top of book in tickers.
-PRICE_TICK = {"BTCUSDT": 0.5, "ETHUSDT": 0.05}
 
 FAULT_KINDS = (
     "rate_limit",
@@ -1213,8 +1211,6 @@ class ReplayExchange:
         self._thread: threading.Thread | None = None
         self.stream = None
         if ws_port is not None:  # the public WebSocket too, with pushes derived from the bundle
-            from replay.ws import MarketSource, ReplayStream
-
             market = self._state.market
             self.stream = ReplayStream(host, ws_port, symbols=market.symbols,
                                        source=MarketSource(market, gap_every=ws_gap_every),

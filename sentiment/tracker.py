@@ -451,10 +451,7 @@ class MarketSentimentTracker:
     # ----------------------------------------------------------------- checkpoint
 
     def _fingerprint(self) -> list:
-        """Every setting that changes the rows: engine parameters and input windows."""
-        ex = self.config.exchange_data
-        return [float(v) for v in self._params] + [
-            self.config.regime.atr_lookback, ex.open_interest_interval, ex.long_short_period]
+        return engine.fingerprint(self.config, self.interval)
 
     def checkpoint(self) -> dict:
         """The whole state as plain JSON types (NaN written as null)."""

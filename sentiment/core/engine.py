@@ -184,6 +184,14 @@ def params(config: Config, interval: str = "60") -> np.ndarray:
     return p
 
 
+def fingerprint(config: Config, interval: str) -> list:
+    """Every setting that changes the rows of ``interval``: the engine parameters and the
+    input windows. A checkpoint made under another fingerprint is not continued."""
+    ex = config.exchange_data
+    return [float(v) for v in params(config, interval)] + [
+        config.regime.atr_lookback, ex.open_interest_interval, ex.long_short_period]
+
+
 def new_state() -> np.ndarray:
     state = np.empty(STATE_SIZE)
     state[_STRUCT] = stc.new_state()
