@@ -37,33 +37,10 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from sentiment.errors import ConfigError
+from sentiment.models import INTERVAL_MINUTES, PERIOD_MINUTES
 
 DEFAULT_CONFIG_PATH = "sentiment.yaml"
 
-#: Bybit V5 kline interval codes and their length in minutes (W = 7 days).
-INTERVAL_MINUTES: dict[str, int] = {
-    "1": 1,
-    "3": 3,
-    "5": 5,
-    "15": 15,
-    "30": 30,
-    "60": 60,
-    "120": 120,
-    "240": 240,
-    "360": 360,
-    "720": 720,
-    "D": 1440,
-    "W": 10080,
-}
-#: Bybit V5 ``intervalTime`` (open interest) and ``period`` (account ratio) codes.
-PERIOD_MINUTES: dict[str, int] = {
-    "5min": 5,
-    "15min": 15,
-    "30min": 30,
-    "1h": 60,
-    "4h": 240,
-    "1d": 1440,
-}
 #: The first date a history may start: the Bitcoin genesis block.
 FIRST_START_DATE = dt.date(2009, 1, 3)
 _SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}$"

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from numba import njit
 
-from sentiment.config import INTERVAL_MINUTES, Config
+from sentiment.config import Config
 from sentiment.core import regime as rg
 from sentiment.core import structures as stc
 from sentiment.core.layout import (
@@ -106,6 +106,7 @@ from sentiment.core.scores import (
     volatility_score,
     volume_flow_score,
 )
+from sentiment.models import INTERVAL_MINUTES
 
 #: Thresholds the brief fixes (section 6 tables, regime rules) and DESIGN 8.5 / 8.12.
 SWING_LENGTH = 5
