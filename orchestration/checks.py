@@ -25,9 +25,10 @@ from dagster import (
 )
 
 from orchestration.resources import BybitResource, StoreResource
-from sentiment.config import INTERVAL_MINUTES, Config
+from sentiment.config import Config
 from sentiment.errors import SourceError
 from sentiment.io.store import named_queries
+from sentiment.models import INTERVAL_MINUTES
 
 QUERIES = named_queries("checks.sql")
 

@@ -15,6 +15,7 @@ from dagster import ConfigurableResource
 from dagster_duckdb import DuckDBResource
 
 from sentiment.config import Config
+from sentiment.io import retry
 from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.sources.fear_greed import FearGreedClient
 from sentiment.io.staging import Staging
@@ -29,7 +30,7 @@ class StoreResource(DuckDBResource):
     the dashboard reads. Everything goes through :class:`sentiment.io.store.Store` instead.
     """
 
-    lock_timeout_seconds: float = 60.0
+    lock_timeout_seconds: float = retry.STORE_LOCK.timeout_seconds
 
     def store(self, identity: str | None = None) -> Store:
         """The store; ``identity`` pins it to the database file a run started with."""
@@ -45,10 +46,10 @@ class HttpResource(ConfigurableResource):
     """A public HTTP API: its base URL and how hard to retry it (``sources`` settings)."""
 
     base_url: str
-    timeout_seconds: float = 10.0
-    max_retries: int = 5
-    backoff_base_seconds: float = 0.5
-    backoff_max_seconds: float = 30.0
+    timeout_seconds: float = retry.SOURCES.timeout_seconds
+    max_retries: int = retry.SOURCES.max_retries
+    backoff_base_seconds: float = retry.SOURCES.backoff_base_seconds
+    backoff_max_seconds: float = retry.SOURCES.backoff_max_seconds
 
     @classmethod
     def configured(cls, base_url: str, config: Config) -> HttpResource:

@@ -34,7 +34,8 @@ from dagster import (
 )
 
 from orchestration.resources import BybitResource, StagingResource
-from sentiment.config import INTERVAL_MINUTES, Config
+from sentiment.config import Config
+from sentiment.models import INTERVAL_MINUTES
 
 POLL_SECONDS = 0.1  # exchange clock polling step while a close is due
 GRACE_SECONDS = 1.0  # how long past the expected close to keep polling

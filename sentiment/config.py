@@ -37,6 +37,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from sentiment.errors import ConfigError
+from sentiment.io import retry
 from sentiment.models import INTERVAL_MINUTES, PERIOD_MINUTES
 
 DEFAULT_CONFIG_PATH = "sentiment.yaml"
@@ -286,7 +287,8 @@ class DashboardConfig(_Section):
     stale_after_bars: PositiveInt = 2
     # How long a read waits for a writer to commit before the page shows its last good
     # view with a "database busy" note.
-    lock_wait_seconds: Annotated[Number, Field(le=120.0, gt=0.0)] = 10.0
+    lock_wait_seconds: Annotated[Number, Field(le=120.0, gt=0.0)] = (
+        retry.DASHBOARD_LOCK_WAIT_SECONDS)
 
 
 @_section
@@ -300,9 +302,9 @@ class StreamConfig(_Section):
     # What was received is staged (Parquet) this often.
     flush_seconds: Positive = 2.0
     # Heartbeat ping to the exchange; a silent connection is dropped after dead_seconds.
-    ping_seconds: Positive = 20.0
-    dead_seconds: Positive = 45.0
-    max_backoff_seconds: Positive = 30.0
+    ping_seconds: Positive = retry.STREAM.ping_seconds
+    dead_seconds: Positive = retry.STREAM.dead_seconds
+    max_backoff_seconds: Positive = retry.STREAM.max_backoff_seconds
     # Liquidation pressure window (cascade, squeeze) inside the rolling hour.
     liquidation_window_seconds: PositiveInt = 300
     # While the stream's newest staged message is at most this old, the live job treats
@@ -321,10 +323,11 @@ class StreamConfig(_Section):
 
 @_section
 class SourcesConfig(_Section):
-    timeout_seconds: Annotated[Number, Field(le=300.0, gt=0.0)] = 10.0
-    max_retries: Annotated[Integer, Field(ge=0, le=20)] = 5
-    backoff_base_seconds: Positive = 0.5
-    backoff_max_seconds: Annotated[Number, Field(le=600.0, gt=0.0)] = 30.0
+    timeout_seconds: Annotated[Number, Field(le=300.0, gt=0.0)] = retry.SOURCES.timeout_seconds
+    max_retries: Annotated[Integer, Field(ge=0, le=20)] = retry.SOURCES.max_retries
+    backoff_base_seconds: Positive = retry.SOURCES.backoff_base_seconds
+    backoff_max_seconds: Annotated[Number, Field(le=600.0, gt=0.0)] = (
+        retry.SOURCES.backoff_max_seconds)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> SourcesConfig:

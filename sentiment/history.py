@@ -17,11 +17,11 @@ import pandas as pd
 import pyarrow as pa
 
 from sentiment import hmm
-from sentiment.config import INTERVAL_MINUTES, Config, load_config
+from sentiment.config import Config, load_config
 from sentiment.core import engine
 from sentiment.core.indicators import custom
 from sentiment.core.indicators.talib_set import BAR_FIELDS, compute_talib
-from sentiment.core.inputs import MINUTE_MS, SLOW_INPUTS, asof_inputs, to_ms
+from sentiment.core.inputs import SLOW_INPUTS, asof_inputs
 from sentiment.core.layout import (
     N_INPUTS,
     N_OUTPUTS,
@@ -40,17 +40,11 @@ from sentiment.core.layout import (
     X,
 )
 from sentiment.core.regime import move_bars
+from sentiment.core.timeutil import MINUTE_MS, epoch_ms_array, ms_to_datetime, ms_to_timestamps
 from sentiment.errors import CheckpointMismatch, InputError
-from sentiment.models import HISTORY_COLUMNS, REGIMES
+from sentiment.models import HISTORY_COLUMNS, HISTORY_FLOAT_COLUMNS, INTERVAL_MINUTES, REGIMES
 from sentiment.tracker import CHECKPOINT_VERSION, CMF_PERIOD, KELTNER_MULT, SUPERTREND_FACTOR
 
-_FLOAT_COLUMNS = (
-    "close", "sentiment_score", "confidence", "regime_confidence", "trend_score",
-    "momentum_score", "volatility_score", "volume_flow_score", "exchange_sentiment",
-    "macro_sentiment", "funding_rate", "open_interest", "open_interest_delta_pct",
-    "long_short_ratio", "liquidation_intensity", "order_book_imbalance", "fear_greed_index",
-    "hmm_probability",
-)
 _ENGINE_COLUMNS = {
     "sentiment_score": Y_SCORE, "confidence": Y_CONFIDENCE, "regime_confidence": Y_REGIME_CONF,
     "trend_score": Y_TREND, "momentum_score": Y_MOMENTUM, "volatility_score": Y_VOLATILITY,
@@ -151,7 +145,7 @@ def compute_history_and_transitions(
 
 def _bars(symbol: str, interval: str, group: pd.DataFrame) -> tuple[np.ndarray, dict]:
     group = group.sort_values("open_time", kind="stable")
-    open_ms = to_ms(group["open_time"])
+    open_ms = epoch_ms_array(group["open_time"])
     if len(open_ms) > 1 and (np.diff(open_ms) <= 0).any():
         i = int(np.flatnonzero(np.diff(open_ms) <= 0)[0])
         raise InputError("candles", f"duplicate open_time {group['open_time'].iloc[i + 1]}",
@@ -362,7 +356,7 @@ def compute_series(candles: pd.DataFrame, config: Config, *, symbol: str, interv
         ys_done = engine.run_batch(state, xs[first:cut], p)
         checkpoint = engine_checkpoint(config, symbol, interval, cut, state)
         checkpoint["last_ms"] = int(close_ms[cut - 1])
-        checkpoint_time = pd.Timestamp(int(close_ms[cut - 1]), unit="ms").to_pydatetime()
+        checkpoint_time = ms_to_datetime(close_ms[cut - 1])
         ys = np.vstack([ys_done, engine.run_batch(state, xs[cut:], p)])
     else:
         ys = engine.run_batch(state, xs[first:], p)
@@ -371,7 +365,7 @@ def compute_series(candles: pd.DataFrame, config: Config, *, symbol: str, interv
     columns: dict[str, object] = {
         "symbol": _constant(symbol, m),
         "interval": _constant(interval, m),
-        "timestamp": pd.to_datetime(close_ms[first:], unit="ms"),
+        "timestamp": ms_to_timestamps(close_ms[first:]),
         "close": bars["close"][first:],
     }
     for name, col in _ENGINE_COLUMNS.items():
@@ -384,7 +378,7 @@ def compute_series(candles: pd.DataFrame, config: Config, *, symbol: str, interv
     features = None
     if with_features:
         features = hmm.feature_frame(
-            pd.to_datetime(close_ms, unit="ms"), bars["close"], bars["volume"],
+            pd.DatetimeIndex(ms_to_timestamps(close_ms)), bars["close"], bars["volume"],
             xs[:, X["funding_rate"]], xs[:, X["open_interest"]],
             volatility_window=config.hmm.volatility_window,
             volume_window=config.hmm.volume_window)
@@ -399,7 +393,7 @@ def _transitions(symbol, interval, close_ms, ys) -> pd.DataFrame:
     return pd.DataFrame({
         "symbol": symbol,
         "interval": interval,
-        "timestamp": pd.to_datetime(close_ms[idx], unit="ms"),
+        "timestamp": ms_to_timestamps(close_ms[idx]),
         "from_regime": names[frm[idx].astype(np.int64)],
         "to_regime": names[ys[idx, Y_REGIME].astype(np.int64)],
     })
@@ -429,8 +423,9 @@ def history_frame(columns: dict[str, object]) -> pd.DataFrame:
     for name in HISTORY_COLUMNS:
         values = columns.get(name)
         if values is None:
-            values = np.full(n, np.nan) if name in _FLOAT_COLUMNS else pa.nulls(n, pa.string())
-        if name in _FLOAT_COLUMNS:
+            values = (np.full(n, np.nan) if name in HISTORY_FLOAT_COLUMNS
+                      else pa.nulls(n, pa.string()))
+        if name in HISTORY_FLOAT_COLUMNS:
             f = _floats(values)
             data[name] = pd.arrays.FloatingArray(f, np.isnan(f))
         elif name == "regime_duration_bars":

@@ -26,19 +26,14 @@ import datetime as dt
 
 import pandas as pd
 
-from sentiment.config import PERIOD_MINUTES, Config
+from sentiment.config import Config
+from sentiment.core.timeutil import naive_utc_datetime
 from sentiment.io.store import Store, named_queries
+from sentiment.models import PERIOD_MINUTES
 
 FUNDING_INTERVAL = dt.timedelta(hours=8)  # Bybit's settlement interval for BTC/ETH perpetuals
 FAR_FUTURE = dt.datetime(2200, 1, 1)
 _MS = dt.timedelta(milliseconds=1)
-
-
-def naive_utc(ts) -> dt.datetime:
-    ts = pd.Timestamp(ts)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
 
 
 Newest = dict[tuple[str, str | None, str | None], dt.datetime]
@@ -52,7 +47,7 @@ def newest_rows(store: Store) -> Newest:
         if not pd.isna(row.newest):
             symbol = None if pd.isna(row.symbol) else row.symbol
             code = None if pd.isna(row.code) else row.code
-            out[(row.tbl, symbol, code)] = naive_utc(row.newest)
+            out[(row.tbl, symbol, code)] = naive_utc_datetime(row.newest)
     return out
 
 
@@ -73,7 +68,7 @@ def stream_limits(store: Store, config: Config, now: dt.datetime) -> dict[str, d
               for s in config.symbols}
     alive = now - dt.timedelta(seconds=config.stream.alive_seconds)
     for row in store.read("stream_state").itertuples(index=False):
-        through = naive_utc(row.through)
+        through = naive_utc_datetime(row.through)
         if row.symbol in limits and through >= alive:
             limits[row.symbol] = min(limits[row.symbol], through)
     return limits

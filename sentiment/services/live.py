@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import Config
+from sentiment.core.timeutil import epoch_ms, ms_to_datetime, naive_utc_datetime
 from sentiment.errors import CheckpointMismatch
 from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.sources.fear_greed import FearGreedClient
@@ -39,7 +40,6 @@ from sentiment.io.store import Slice, Store
 from sentiment.services.finality import (
     FAR_FUTURE,
     final_until_of,
-    naive_utc,
     newest_rows,
     stream_limits,
 )
@@ -161,14 +161,13 @@ def checkpoint_of(store: Store, symbol: str, interval: str) -> dict | None:
     if rows.empty:
         return None
     state = json.loads(rows["state"].iloc[0])
-    last = pd.Timestamp(naive_utc(rows["last_timestamp"].iloc[0]))
-    return {**state, "last_ms": last.value // 1_000_000}
+    return {**state, "last_ms": epoch_ms(rows["last_timestamp"].iloc[0])}
 
 
 def _close_of(checkpoint: dict | None) -> dt.datetime | None:
     if checkpoint is None:
         return None
-    return pd.Timestamp(checkpoint["last_ms"], unit="ms").to_pydatetime()
+    return ms_to_datetime(checkpoint["last_ms"])
 
 
 def update_symbol(store: Store, config: Config, symbol: str, final_until: dt.datetime
@@ -232,7 +231,7 @@ def live_update(store: Store, config: Config, bybit: BybitClient,
     The exchange is asked first, with no connection to the database open; the write lock is
     taken only afterwards, to load, compute and commit (a hanging peer used to hold it for
     minutes, and every reader with it)."""
-    now = naive_utc(bybit.server_time())
+    now = naive_utc_datetime(bybit.server_time())
     fetched = fetch_new(store, config, bybit, fear_greed, now)
     with store.session():
         return _live_update(store, config, now, fetched, staging)

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sentiment import hmm
-from sentiment.config import INTERVAL_MINUTES, Config
+from sentiment.config import Config
+from sentiment.core.timeutil import ms_to_datetime
 from sentiment.history import Series, compute_series, with_hmm
 from sentiment.io.store import Slice, Store
+from sentiment.models import INTERVAL_MINUTES
 from sentiment.services.finality import final_until_of, newest_rows
 
 #: Slower inputs read for a symbol, with the ``compute_history`` argument each feeds.
@@ -155,7 +157,7 @@ def compute(store: Store, config: Config, symbol: str, interval: str,
             if series.resumed:
                 # Only the models the new rows use: the last boundary before them and on.
                 since = pd.Timestamp(rows["timestamp"].iloc[0]).to_pydatetime()
-                upto = upto or pd.Timestamp(resume["last_ms"], unit="ms").to_pydatetime()
+                upto = upto or ms_to_datetime(resume["last_ms"])
         models, trained = ensure_models(store, config, symbol, interval, series.features,
                                         upto, since=since)
         series.rows = with_hmm(rows, models, config, series.features)
