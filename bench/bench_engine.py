@@ -5,6 +5,11 @@ Batch: one year of one-minute bars (525,600, generated: a random walk with volum
 [<= 2 s], and the ratio to TA-Lib computing only the indicator list over the same bars in
 the same run [<= 50x]. Each figure is the median of 3 runs after one warm-up call.
 
+Live job step: ``compute_series`` for one new bar after a year of one-minute bars, from a
+fresh engine state (recompute everything) and from the checkpoint (the engine over the new
+bar only; indicators and as-of inputs are still computed over every bar), to choose the
+live job's path with figures.
+
 Live: ``MarketSentimentTracker.on_candle_close`` per bar after warm-up, with every indicator,
 structure and score (and slower inputs fed as they come) [median <= 50 us]; memory held by
 Python objects as bars stream in (tracemalloc), which must stay flat.
@@ -25,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sentiment.config import load_config  # noqa: E402
 from sentiment.core.indicators.talib_set import compute_talib  # noqa: E402
-from sentiment.history import compute_history  # noqa: E402
+from sentiment.history import compute_history, compute_series  # noqa: E402
 from sentiment.tracker import MarketSentimentTracker  # noqa: E402
 
 BARS = 525_600
@@ -87,6 +92,23 @@ def bench_batch(config) -> None:
           f"ratio {batch / talib_only:.1f}x  [target <= 50x]")
 
 
+def bench_resume(config) -> None:
+    data = synthetic(BARS)
+    candles = data["candles"]
+    inputs = {k: data[k] for k in ("funding", "open_interest", "long_short", "fear_greed")}
+
+    def run(resume=None, until=None):
+        return compute_series(candles, config, symbol="BTCUSDT", interval="1", inputs=inputs,
+                              resume=resume, checkpoint_until=until, with_features=True)
+
+    before_last = candles["open_time"].iloc[-1]  # the close of the bar before the newest
+    checkpoint = run(until=before_last).checkpoint
+    fresh = median_time(lambda: run(until=before_last))
+    resumed = median_time(lambda: run(resume=checkpoint, until=before_last))
+    print(f"live job step, one new bar after {BARS:,} one-minute bars: from a fresh state "
+          f"{fresh:.2f} s, from the checkpoint {resumed:.2f} s ({fresh / resumed:.1f}x)")
+
+
 def bench_live(config) -> None:
     data = synthetic(LIVE_BARS, seed=1)
     records = data["candles"].to_dict("records")
@@ -138,6 +160,7 @@ def bench_live(config) -> None:
 def main() -> None:
     config = load_config()
     bench_batch(config)
+    bench_resume(config)
     bench_live(config)
 
 

@@ -189,7 +189,8 @@ def _breakdown(home: Path, start_clock: dt.datetime, epoch0: float) -> dict[str,
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    # ignore_cleanup_errors: a stopped `dagster dev` may still be flushing its run history.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         if "--latency-only" not in sys.argv:
             bench_one_bar(Path(tmp), 30)
             bench_one_bar(Path(tmp), 334)

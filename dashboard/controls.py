@@ -10,9 +10,21 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import queries
+from sentiment.config import Config
+from sentiment.models import INTERVAL_MINUTES
+from sentiment.settings import Settings
 
-INTERVAL_NAMES = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h",
-                  "120": "2h", "240": "4h", "360": "6h", "720": "12h", "D": "1d", "W": "1w"}
+
+def short_duration(minutes: int) -> str:
+    """A length in the largest whole unit: 5m, 4h, 1d, 1w."""
+    for unit, size in (("w", 10080), ("d", 1440), ("h", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
+
+
+#: Interval code -> its short name in the selector ("60" -> "1h").
+INTERVAL_NAMES = {code: short_duration(minutes) for code, minutes in INTERVAL_MINUTES.items()}
 
 
 def _select(label: str, options: list[str], param: str, fmt=str) -> str:
@@ -84,3 +96,34 @@ def busy_note(db_path: str) -> None:
     if when is not None:
         st.warning(f"Database busy (the pipeline is writing): showing data as of "
                    f"{when:%Y-%m-%d %H:%M:%S} UTC; this page retries at its next refresh.")
+
+
+def page(title: str) -> tuple[Settings, Config, pd.DataFrame]:
+    """The head of a page over stored data: its title, the settings, the configuration and
+    what is stored (:func:`queries.extents`). Without data, or while a writer holds the
+    database, the page says so and stops here."""
+    settings, config = queries.context()
+    st.title(title)
+    try:
+        extents = queries.extents(settings.db_path)
+    except queries.NoData as exc:
+        explain_no_data(str(exc), settings.db_path)
+        st.stop()
+    except queries.Busy as exc:
+        explain_busy(str(exc))
+        st.stop()
+    return settings, config, extents
+
+
+def symbol_and_interval(extents: pd.DataFrame, config: Config
+                        ) -> tuple[str, str, pd.DataFrame]:
+    """The chosen symbol and interval (the configured intervals the symbol has history at),
+    and their row of ``extents``; the page stops with a note when there is none."""
+    chosen = symbol(sorted(extents["symbol"].unique()))
+    stored = set(extents.loc[extents["symbol"] == chosen, "interval"])
+    code = interval([i for i in config.intervals if i in stored] or list(config.intervals))
+    extent = extents[(extents["symbol"] == chosen) & (extents["interval"] == code)]
+    if extent.empty:
+        st.info(f"No {chosen} rows at interval {code} yet.")
+        st.stop()
+    return chosen, code, extent

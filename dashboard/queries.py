@@ -19,20 +19,22 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from sentiment.config import INTERVAL_MINUTES, Config, load_config
+from sentiment.config import Config, load_config
 from sentiment.core.evaluation import Evaluation, evaluate
-from sentiment.core.inputs import to_ms
 from sentiment.core.liquidations import LiquidationMonitor
+from sentiment.core.timeutil import epoch_ms, epoch_ms_array
 from sentiment.errors import SentimentError
+from sentiment.io.retry import DASHBOARD_LOCK_WAIT_SECONDS
 from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.store import Store, named_queries
+from sentiment.models import INTERVAL_MINUTES
 from sentiment.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 SQL = named_queries("dashboard.sql")
 #: How long a read waits for a writer to finish committing before the page says so
 #: (``dashboard.lock_wait_seconds``, set at every page run by :func:`context`).
-LOCK_TIMEOUT_S = 10.0
+LOCK_TIMEOUT_S = DASHBOARD_LOCK_WAIT_SECONDS
 #: How long a result is reused (by every open page) before the database is read again.
 CACHE_TTL_S = 2
 #: How long the exchange clock is trusted before it is asked again.
@@ -147,12 +149,12 @@ def liquidation_pressure(liquidations: pd.DataFrame, row: dict, window_seconds: 
     its first order-book sample)."""
     first = row["first_ts"]
     monitor = LiquidationMonitor(row["symbol"], window_seconds * 1000,
-                                 since_ms=None if pd.isna(first) else int(to_ms([first])[0]))
+                                 since_ms=None if pd.isna(first) else epoch_ms(first))
     if len(liquidations):
         mine = liquidations[liquidations["symbol"] == row["symbol"]]
-        for ts, r in zip(to_ms(mine["ts"]), mine.itertuples(index=False), strict=True):
+        for ts, r in zip(epoch_ms_array(mine["ts"]), mine.itertuples(index=False), strict=True):
             monitor.add(int(ts), r.side, float(r.size), float(r.price))
-    return monitor.reading(int(to_ms([row["through"]])[0]))
+    return monitor.reading(epoch_ms(row["through"]))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

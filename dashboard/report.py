@@ -13,7 +13,6 @@ import math
 import pandas as pd
 
 from dashboard.charts import regime_price
-from sentiment.config import INTERVAL_MINUTES
 from sentiment.core.evaluation import (
     SHARE_TARGETS,
     TARGETS,
@@ -22,6 +21,7 @@ from sentiment.core.evaluation import (
     format_num,
     format_pct,
 )
+from sentiment.models import INTERVAL_MINUTES
 
 #: How a goal's outcome reads in the HTML report (the dashboard words it its own way).
 MARKS = {True: "ok", False: "MISS", None: "n/a"}

@@ -12,7 +12,7 @@ from dagster import BetaWarning, Definitions
 
 from orchestration.assets.market_data import build_market_data_assets
 from orchestration.assets.sentiment import build_sentiment_assets
-from orchestration.checks import build_market_data_checks, build_sentiment_checks
+from orchestration.checks import build_asset_checks
 from orchestration.jobs import (
     build_live_update_job,
     fear_greed_job,
@@ -36,30 +36,25 @@ from orchestration.sensors import build_live_update_sensor, build_stream_load_se
 from sentiment.config import load_config
 from sentiment.settings import get_settings
 
-# BackfillPolicy is marked beta in Dagster 1.13; single-run backfills are a deliberate choice
-# here (DESIGN 8.11), so the warning would only be noise in every run's log.
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
-# Dagster's own @sensor decorator passes the beta `owners` parameter through.
-warnings.filterwarnings("ignore", message="Parameter `owners`", category=BetaWarning)
-# Mapping the 2-D sentiment partitions onto the daily Fear & Greed ones needs this beta class.
-warnings.filterwarnings("ignore", message="Class `MultiToSingleDimensionPartitionMapping`",
-                        category=BetaWarning)
+for message in (
+    # BackfillPolicy is marked beta in Dagster 1.13; single-run backfills are a deliberate
+    # choice here (DESIGN 8.11), so the warning would only be noise in every run's log.
+    "Parameter `backfill_policy`",
+    # Dagster's own @sensor decorator passes the beta `owners` parameter through.
+    "Parameter `owners`",
+    # The 2-D sentiment partitions map onto the daily Fear & Greed ones with this beta class.
+    "Class `MultiToSingleDimensionPartitionMapping`",
+):
+    warnings.filterwarnings("ignore", message=message, category=BetaWarning)
 
 
 def build_definitions(config=None, settings=None) -> Definitions:
     config = config or load_config()
     settings = settings or get_settings()
-    sources = config.sources
-    retry = dict(
-        timeout_seconds=sources.timeout_seconds,
-        max_retries=sources.max_retries,
-        backoff_base_seconds=sources.backoff_base_seconds,
-        backoff_max_seconds=sources.backoff_max_seconds,
-    )
     live_job = build_live_update_job(config)
     return Definitions(
         assets=build_market_data_assets(config) + build_sentiment_assets(config),
-        asset_checks=build_market_data_checks(config) + build_sentiment_checks(),
+        asset_checks=build_asset_checks(config),
         jobs=[market_data_job, fear_greed_job, sentiment_job, hmm_retrain_job, live_job,
               stream_load_job],
         schedules=[market_data_daily_schedule, fear_greed_daily_schedule,
@@ -68,8 +63,8 @@ def build_definitions(config=None, settings=None) -> Definitions:
                  build_stream_load_sensor(config, stream_load_job)],
         resources={
             "store": StoreResource(database=settings.db_path),
-            "bybit": BybitResource(base_url=settings.bybit_base_url, **retry),
-            "fear_greed_api": FearGreedResource(base_url=settings.fear_greed_url, **retry),
+            "bybit": BybitResource.configured(settings.bybit_base_url, config),
+            "fear_greed_api": FearGreedResource.configured(settings.fear_greed_url, config),
             "stream_staging": StagingResource(directory=settings.stream_dir),
         },
     )

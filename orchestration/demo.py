@@ -103,14 +103,10 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
         print(f"database: {settings.db_path}")
         defs = build_definitions(config, settings)
         instance = _instance(persist)
-        runs = [
-            ("market_data_job",
-             _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}")),
-            ("fear_greed_job", _range_tags(f"{start:%Y-%m-%d}", f"{last_day:%Y-%m-%d}")),
-            ("sentiment_job",
-             _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}")),
-            ("hmm_retrain_job", {}),
-        ]
+        days = _range_tags(f"{start:%Y-%m-%d}", f"{last_day:%Y-%m-%d}")
+        pairs = _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}")
+        runs = [("market_data_job", pairs), ("fear_greed_job", days), ("sentiment_job", pairs),
+                ("hmm_retrain_job", {})]
         failed = []
         for job_name, tags in runs:
             started = time.perf_counter()
@@ -129,9 +125,10 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
             if not result.success:
                 failed.append(job_name)
         print()
-        print_table_summary(Store(settings.db_path), INGESTED)
+        store = Store(settings.db_path)
+        print_table_summary(store, INGESTED)
         if "sentiment_job" not in failed:
-            print_status(Store(settings.db_path), symbols, config.intervals[0])
+            print_status(store, symbols, config.intervals[0])
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

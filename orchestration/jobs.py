@@ -9,6 +9,7 @@ from dagster import (
     AssetSelection,
     JobDefinition,
     MetadataValue,
+    OpDefinition,
     OpExecutionContext,
     Output,
     define_asset_job,
@@ -17,7 +18,8 @@ from dagster import (
     op,
 )
 
-from orchestration.assets.market_data import GROUP, WRITER_POOL
+from orchestration.assets import WRITER_POOL
+from orchestration.assets.market_data import GROUP, INGESTIONS
 from orchestration.resources import (
     BybitResource,
     FearGreedResource,
@@ -28,7 +30,9 @@ from sentiment.config import Config
 from sentiment.io.staging import load_staged
 from sentiment.services.live import live_update as run_live_update
 
-MARKET_DATA_ASSETS = ("candles", "funding_rates", "open_interest", "long_short_ratio")
+#: The ingestion assets partitioned by date and symbol (the others: by date only).
+MARKET_DATA_ASSETS = tuple(spec.table for spec in INGESTIONS if spec.by_symbol)
+DAILY_ASSETS = tuple(spec.table for spec in INGESTIONS if not spec.by_symbol)
 
 market_data_job = define_asset_job(
     "market_data_job",
@@ -40,7 +44,7 @@ market_data_job = define_asset_job(
 
 fear_greed_job = define_asset_job(
     "fear_greed_job",
-    selection=AssetSelection.assets("fear_greed"),
+    selection=AssetSelection.assets(*DAILY_ASSETS),
     description="Ingest the daily Fear & Greed Index.",
 )
 
@@ -56,6 +60,17 @@ sentiment_job = define_asset_job(
     description="Compute sentiment_history (and regime_transitions) for a date|symbol "
     "partition or a backfill range, from the stored market data.",
 )
+
+
+def _in_process_job(name: str, step: OpDefinition, description: str) -> JobDefinition:
+    """A job of the one op ``step``, run in the launching process: no per-step process
+    start-up (a new bar in well under a second)."""
+
+    @job(name=name, executor_def=in_process_executor, description=description)
+    def one_step():
+        step()
+
+    return one_step
 
 
 def build_live_update_job(config: Config) -> JobDefinition:
@@ -86,15 +101,9 @@ def build_live_update_job(config: Config) -> JobDefinition:
             )
         yield Output(sum(result.bars.values()))
 
-    @job(
-        name="live_update_job",
-        executor_def=in_process_executor,  # one process: a new bar in well under a second
-        description="Near-real-time update of sentiment_history from the newest closed bars.",
-    )
-    def live_update_job():
-        live_update()
-
-    return live_update_job
+    return _in_process_job(
+        "live_update_job", live_update,
+        "Near-real-time update of sentiment_history from the newest closed bars.")
 
 
 @op(
@@ -110,10 +119,6 @@ def load_stream(context: OpExecutionContext, store: StoreResource,
         table: MetadataValue.int(n) for table, n in result.rows.items()})
 
 
-@job(
-    name="stream_load_job",
-    executor_def=in_process_executor,
-    description="Move the stream's staged rows into DuckDB (requested by stream_load_sensor).",
-)
-def stream_load_job():
-    load_stream()
+stream_load_job = _in_process_job(
+    "stream_load_job", load_stream,
+    "Move the stream's staged rows into DuckDB (requested by stream_load_sensor).")

@@ -14,6 +14,8 @@ import duckdb
 from dagster import ConfigurableResource
 from dagster_duckdb import DuckDBResource
 
+from sentiment.config import Config
+from sentiment.io import retry
 from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.sources.fear_greed import FearGreedClient
 from sentiment.io.staging import Staging
@@ -28,10 +30,11 @@ class StoreResource(DuckDBResource):
     the dashboard reads. Everything goes through :class:`sentiment.io.store.Store` instead.
     """
 
-    lock_timeout_seconds: float = 60.0
+    lock_timeout_seconds: float = retry.STORE_LOCK.timeout_seconds
 
-    def store(self) -> Store:
-        return Store(self.database, lock_timeout=self.lock_timeout_seconds)
+    def store(self, identity: str | None = None) -> Store:
+        """The store; ``identity`` pins it to the database file a run started with."""
+        return Store(self.database, lock_timeout=self.lock_timeout_seconds, identity=identity)
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -39,44 +42,43 @@ class StoreResource(DuckDBResource):
             yield conn
 
 
-class BybitResource(ConfigurableResource):
+class HttpResource(ConfigurableResource):
+    """A public HTTP API: its base URL and how hard to retry it (``sources`` settings)."""
+
+    base_url: str
+    timeout_seconds: float = retry.SOURCES.timeout_seconds
+    max_retries: int = retry.SOURCES.max_retries
+    backoff_base_seconds: float = retry.SOURCES.backoff_base_seconds
+    backoff_max_seconds: float = retry.SOURCES.backoff_max_seconds
+
+    @classmethod
+    def configured(cls, base_url: str, config: Config) -> HttpResource:
+        """The resource for ``base_url`` with the retry settings of ``config.sources``."""
+        sources = config.sources
+        return cls(base_url=base_url, timeout_seconds=sources.timeout_seconds,
+                   max_retries=sources.max_retries,
+                   backoff_base_seconds=sources.backoff_base_seconds,
+                   backoff_max_seconds=sources.backoff_max_seconds)
+
+    def _retry(self) -> dict[str, float]:
+        return dict(timeout=self.timeout_seconds, max_retries=self.max_retries,
+                    backoff_base=self.backoff_base_seconds, backoff_max=self.backoff_max_seconds)
+
+
+class BybitResource(HttpResource):
     """Bybit V5 public REST client (the real exchange or the replay exchange)."""
 
-    base_url: str
     category: str = "linear"
-    timeout_seconds: float = 10.0
-    max_retries: int = 5
-    backoff_base_seconds: float = 0.5
-    backoff_max_seconds: float = 30.0
 
     def client(self) -> BybitClient:
-        return BybitClient(
-            self.base_url,
-            category=self.category,
-            timeout=self.timeout_seconds,
-            max_retries=self.max_retries,
-            backoff_base=self.backoff_base_seconds,
-            backoff_max=self.backoff_max_seconds,
-        )
+        return BybitClient(self.base_url, category=self.category, **self._retry())
 
 
-class FearGreedResource(ConfigurableResource):
+class FearGreedResource(HttpResource):
     """alternative.me Crypto Fear & Greed Index client."""
 
-    base_url: str
-    timeout_seconds: float = 10.0
-    max_retries: int = 5
-    backoff_base_seconds: float = 0.5
-    backoff_max_seconds: float = 30.0
-
     def client(self) -> FearGreedClient:
-        return FearGreedClient(
-            self.base_url,
-            timeout=self.timeout_seconds,
-            max_retries=self.max_retries,
-            backoff_base=self.backoff_base_seconds,
-            backoff_max=self.backoff_max_seconds,
-        )
+        return FearGreedClient(self.base_url, **self._retry())
 
 
 class StagingResource(ConfigurableResource):

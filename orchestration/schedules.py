@@ -18,20 +18,21 @@ from dagster import (
 from orchestration.jobs import fear_greed_job, hmm_retrain_job, market_data_job
 from sentiment.config import Config
 
-market_data_daily_schedule = build_schedule_from_partitioned_job(
-    market_data_job,
-    name="market_data_daily_schedule",
-    minute_of_hour=5,
-    default_status=DefaultScheduleStatus.STOPPED,
-)
 
+def _daily(job, minute_of_hour: int) -> ScheduleDefinition:
+    """``<name>_daily_schedule`` for the partitioned asset job ``<name>_job``: yesterday's
+    partitions, ``minute_of_hour`` past midnight UTC; stopped until turned on."""
+    return build_schedule_from_partitioned_job(
+        job,
+        name=job.name.removesuffix("_job") + "_daily_schedule",
+        minute_of_hour=minute_of_hour,
+        default_status=DefaultScheduleStatus.STOPPED,
+    )
+
+
+market_data_daily_schedule = _daily(market_data_job, minute_of_hour=5)
 # alternative.me publishes the new daily value just after 00:00 UTC.
-fear_greed_daily_schedule = build_schedule_from_partitioned_job(
-    fear_greed_job,
-    name="fear_greed_daily_schedule",
-    minute_of_hour=15,
-    default_status=DefaultScheduleStatus.STOPPED,
-)
+fear_greed_daily_schedule = _daily(fear_greed_job, minute_of_hour=15)
 
 
 def build_hmm_retrain_schedule(config: Config) -> ScheduleDefinition:

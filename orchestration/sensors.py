@@ -18,6 +18,8 @@ for a replay clock running faster than real time (and nothing waits on a stopped
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
 from dagster import (
@@ -32,10 +34,23 @@ from dagster import (
 )
 
 from orchestration.resources import BybitResource, StagingResource
-from sentiment.config import INTERVAL_MINUTES, Config
+from sentiment.config import Config
+from sentiment.models import INTERVAL_MINUTES
 
 POLL_SECONDS = 0.1  # exchange clock polling step while a close is due
 GRACE_SECONDS = 1.0  # how long past the expected close to keep polling
+
+T = TypeVar("T")
+
+
+def _poll(probe: Callable[[], T], deadline: float) -> T:
+    """``probe()`` every ``POLL_SECONDS`` until it finds something (a true value) or the
+    ``time.monotonic()`` deadline has passed; at least once. Returns its last answer."""
+    while True:
+        found = probe()
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(POLL_SECONDS)
 
 
 def _clock_rate(sample, now: pd.Timestamp, wall: float) -> float:
@@ -105,14 +120,16 @@ def build_live_update_sensor(config: Config, job) -> SensorDefinition:
             if wait <= budget:
                 deadline = time.monotonic() + min(budget, wait + GRACE_SECONDS)
                 time.sleep(max(0.0, wait))
-                while True:
-                    if client.server_time() >= next_close:
-                        key, now = newest()
-                        if key is not None and key > done:
-                            return request(key)
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(POLL_SECONDS)
+
+                def closed() -> str | None:
+                    if client.server_time() < next_close:
+                        return None
+                    key = newest()[0]
+                    return key if key is not None and key > done else None
+
+                key = _poll(closed, deadline)
+                if key is not None:
+                    return request(key)
         return SkipReason(f"no new bar since {done}; the next closes at {next_close}")
 
     return live_update_sensor
@@ -135,11 +152,7 @@ def build_stream_load_sensor(config: Config, job) -> SensorDefinition:
         staging = stream_staging.staging()
         # The daemon evaluates a sensor at most every 5 s: rather than leave a file waiting
         # for the next evaluation, watch the directory for up to live.sensor_wait_seconds.
-        deadline = time.monotonic() + config.live.sensor_wait_seconds
-        pending = staging.pending()
-        while not pending and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            pending = staging.pending()
+        pending = _poll(staging.pending, time.monotonic() + config.live.sensor_wait_seconds)
         if not pending:
             return SkipReason("nothing staged")
         busy = context.instance.get_runs(filters=RunsFilter(

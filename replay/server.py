@@ -54,7 +54,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import numpy as np
 import pandas as pd
 
-from sentiment.models import fear_greed_class
+from replay.ws import PRICE_TICK, MarketSource, ReplayStream
+from sentiment.core.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, epoch_ms
+from sentiment.models import INTERVAL_MINUTES, PERIOD_MINUTES, fear_greed_class
 
 BUNDLE_DIR = Path(__file__).with_name("data")
 
@@ -66,9 +68,6 @@ BUNDLED_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 SYNTHETIC_SERIES = ("open_interest", "long_short_ratio")
 
 CATEGORY = "linear"
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 #: 1970-01-05 00:00 UTC was a Monday: weekly bars start on Mondays, as Bybit's do.
 WEEK_ANCHOR_MS = 4 * DAY_MS
@@ -76,26 +75,13 @@ WEEK_ANCHOR_MS = 4 * DAY_MS
 FUNDING_PERIOD_MS = 8 * HOUR_MS
 
 #: Kline intervals served (all built from the recorded 1h bars) and their length in ms.
-KLINE_INTERVALS = {
-    "60": HOUR_MS,
-    "120": 2 * HOUR_MS,
-    "240": 4 * HOUR_MS,
-    "360": 6 * HOUR_MS,
-    "720": 12 * HOUR_MS,
-    "D": DAY_MS,
-    "W": WEEK_MS,
-}
+KLINE_INTERVALS = {code: minutes * MINUTE_MS for code, minutes in INTERVAL_MINUTES.items()
+                   if minutes * MINUTE_MS >= HOUR_MS}
 #: Valid Bybit intervals finer than the recording.
-MINUTE_INTERVALS = ("1", "3", "5", "15", "30")
+MINUTE_INTERVALS = tuple(code for code, minutes in INTERVAL_MINUTES.items()
+                         if minutes * MINUTE_MS < HOUR_MS)
 #: ``intervalTime`` (open interest) and ``period`` (account ratio) codes and their length.
-PERIODS = {
-    "5min": 5 * MINUTE_MS,
-    "15min": 15 * MINUTE_MS,
-    "30min": 30 * MINUTE_MS,
-    "1h": HOUR_MS,
-    "4h": 4 * HOUR_MS,
-    "1d": DAY_MS,
-}
+PERIODS = {code: minutes * MINUTE_MS for code, minutes in PERIOD_MINUTES.items()}
 
 #: API limits (rows per page): (min, max, default).
 KLINE_LIMIT = (1, 1000, 200)
@@ -110,9 +96,6 @@ OPEN_INTEREST_RANGE = {
     "ETHUSDT": (400_000.0, 600_000.0, 900_000.0),
 }
 LONG_SHORT_RANGE = (0.30, 0.70)
-
-#: Price tick per symbol (Bybit's 2022 values), for the synthetic top of book in tickers.
-PRICE_TICK = {"BTCUSDT": 0.5, "ETHUSDT": 0.05}
 
 FAULT_KINDS = (
     "rate_limit",
@@ -167,39 +150,12 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 # Times
 
 
-def to_ms(value: Any) -> int:
-    """Unix milliseconds of a time given as ms (int or numeric string), ISO-8601 string,
-    ``datetime``/``date`` or ``pd.Timestamp``. Naive times are UTC.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"not a time: {value!r}")
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a time: {value!r}")
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    if isinstance(value, (str, dt.datetime, dt.date, pd.Timestamp)):
-        try:
-            ts = pd.Timestamp(value)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"not a time: {value!r}") from exc
-        if ts is pd.NaT:
-            raise ValueError(f"not a time: {value!r}")
-        if ts.tzinfo is not None:
-            ts = ts.tz_convert("UTC").tz_localize(None)
-        return int(ts.as_unit("ns").value // 1_000_000)
-    raise TypeError(f"not a time: {value!r}")
-
-
 def _iso(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms").strftime("%Y-%m-%dT%H:%M:%S") + "Z"
 
 
-BUNDLE_START_MS = to_ms(BUNDLE_START)
-BUNDLE_END_MS = to_ms(BUNDLE_END)
+BUNDLE_START_MS = epoch_ms(BUNDLE_START)
+BUNDLE_END_MS = epoch_ms(BUNDLE_END)
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,7 +570,7 @@ class _State:
     # -- clock --------------------------------------------------------------------------
 
     def set_clock(self, now: Any, speed: float = 0.0) -> None:
-        start = BUNDLE_END_MS if now is None else to_ms(now)
+        start = BUNDLE_END_MS if now is None else epoch_ms(now)
         speed = float(speed)
         if not math.isfinite(speed) or speed < 0:
             raise ValueError(f"speed must be a finite number >= 0, got {speed!r}")
@@ -1255,8 +1211,6 @@ class ReplayExchange:
         self._thread: threading.Thread | None = None
         self.stream = None
         if ws_port is not None:  # the public WebSocket too, with pushes derived from the bundle
-            from replay.ws import MarketSource, ReplayStream
-
             market = self._state.market
             self.stream = ReplayStream(host, ws_port, symbols=market.symbols,
                                        source=MarketSource(market, gap_every=ws_gap_every),

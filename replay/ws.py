@@ -232,6 +232,9 @@ class ReplayStream:
 
 #: The recorded 50-level snapshot's sizes (tests/fixtures/bybit/ws_orderbook_snapshot.json,
 #: a real orderbook.50.BTCUSDT push): the shape of the DERIVED books, best level first.
+#: Price tick per symbol (Bybit's 2022 values), for the synthetic book and top of book.
+PRICE_TICK = {"BTCUSDT": 0.5, "ETHUSDT": 0.05}
+
 _SNAPSHOT_SIZES = {
     "b": (0.557, 0.102, 0.324, 0.003, 0.001, 0.001, 0.002, 0.006, 0.001, 0.001, 0.003, 0.001,
           0.001, 0.001, 0.002, 0.001, 0.001, 0.001, 0.015, 0.003, 0.161, 0.013, 0.001, 0.001,
@@ -306,8 +309,6 @@ class _MarketSession:
         return levels
 
     def _build_levels(self, symbol: str, now_ms: int) -> tuple[dict, dict]:
-        from replay.server import PRICE_TICK  # replay.py imports this module
-
         tick = PRICE_TICK.get(symbol, 0.01)
         sym, i = self._hour(symbol, now_ms)
         lean = 0.35 if sym.close[i] >= sym.open[i] else -0.35

@@ -21,10 +21,10 @@ def _port(text: str) -> int:
 def _replay_time(text: str) -> str:
     import pandas as pd
 
-    from replay.server import to_ms
+    from sentiment.core.timeutil import epoch_ms
 
     try:
-        pd.Timestamp(to_ms(text), unit="ms")  # also in the range a clock can show
+        pd.Timestamp(epoch_ms(text), unit="ms")  # also in the range a clock can show
     except (ValueError, TypeError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"not a time: {text!r} (ISO-8601 such as 2022-06-01T00:00:00, or Unix ms)"
@@ -129,19 +129,18 @@ def _bound(text: str | None, option: str, *, end: bool = False):
     bars closing on that day."""
     import pandas as pd
 
+    from sentiment.core.timeutil import naive_utc
     from sentiment.errors import InputError
 
     if text is None:
         return None
     try:
-        ts = pd.Timestamp(text)
+        ts = naive_utc(text)
     except ValueError:
         ts = pd.NaT
     if ts is pd.NaT:
         raise InputError("evaluate", f"{text!r} is neither a date nor an ISO time",
                          field=option)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
     if end and len(text.strip()) <= 10:
         ts += pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
     return ts.to_pydatetime()

@@ -8,16 +8,20 @@ rows equal, within 1e-9, what the tracker produces bar by bar (tests hold them t
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from sentiment import hmm
-from sentiment.config import INTERVAL_MINUTES, Config, load_config
+from sentiment.config import Config, load_config
 from sentiment.core import engine
 from sentiment.core.indicators import custom
 from sentiment.core.indicators.talib_set import BAR_FIELDS, compute_talib
-from sentiment.core.inputs import MINUTE_MS, SLOW_INPUTS, asof_inputs, to_ms
+from sentiment.core.inputs import SLOW_INPUTS, asof_inputs
 from sentiment.core.layout import (
     N_INPUTS,
     N_OUTPUTS,
@@ -36,17 +40,11 @@ from sentiment.core.layout import (
     X,
 )
 from sentiment.core.regime import move_bars
-from sentiment.errors import InputError
-from sentiment.models import HISTORY_COLUMNS, REGIMES
-from sentiment.tracker import CMF_PERIOD, KELTNER_MULT, SUPERTREND_FACTOR
+from sentiment.core.timeutil import MINUTE_MS, epoch_ms_array, ms_to_datetime, ms_to_timestamps
+from sentiment.errors import CheckpointMismatch, InputError
+from sentiment.models import HISTORY_COLUMNS, HISTORY_FLOAT_COLUMNS, INTERVAL_MINUTES, REGIMES
+from sentiment.tracker import CHECKPOINT_VERSION, CMF_PERIOD, KELTNER_MULT, SUPERTREND_FACTOR
 
-_FLOAT_COLUMNS = (
-    "close", "sentiment_score", "confidence", "regime_confidence", "trend_score",
-    "momentum_score", "volatility_score", "volume_flow_score", "exchange_sentiment",
-    "macro_sentiment", "funding_rate", "open_interest", "open_interest_delta_pct",
-    "long_short_ratio", "liquidation_intensity", "order_book_imbalance", "fear_greed_index",
-    "hmm_probability",
-)
 _ENGINE_COLUMNS = {
     "sentiment_score": Y_SCORE, "confidence": Y_CONFIDENCE, "regime_confidence": Y_REGIME_CONF,
     "trend_score": Y_TREND, "momentum_score": Y_MOMENTUM, "volatility_score": Y_VOLATILITY,
@@ -125,16 +123,17 @@ def compute_history_and_transitions(
     models = _as_models(hmm_models)
     parts = []
     for (sym, ivl), group in frame.groupby(["symbol", "interval"], sort=True):
-        rows, trans, volume = _one(
-            str(sym), str(ivl), group, config,
-            funding=funding, open_interest=open_interest, long_short=long_short,
-            fear_greed=fear_greed, liquidations=liquidations,
-            orderbook_imbalance=orderbook_imbalance,
+        series = compute_series(
+            group, config, symbol=str(sym), interval=str(ivl), with_features=models is not None,
+            inputs=dict(funding=funding, open_interest=open_interest, long_short=long_short,
+                        fear_greed=fear_greed, liquidations=liquidations,
+                        orderbook_imbalance=orderbook_imbalance),
         )
+        rows = series.rows
         if models is not None:
             mine = [m for m in models if m.symbol == sym and m.interval == ivl]
-            rows = with_hmm(rows, volume, mine, config)
-        parts.append((rows, trans))
+            rows = with_hmm(rows, mine, config, series.features)
+        parts.append((rows, series.transitions))
     if not parts:
         return history_frame({name: [] for name in HISTORY_COLUMNS}), _transitions(
             "", "", np.empty(0, dtype=np.int64), np.empty((0, N_OUTPUTS)))
@@ -146,7 +145,7 @@ def compute_history_and_transitions(
 
 def _bars(symbol: str, interval: str, group: pd.DataFrame) -> tuple[np.ndarray, dict]:
     group = group.sort_values("open_time", kind="stable")
-    open_ms = to_ms(group["open_time"])
+    open_ms = epoch_ms_array(group["open_time"])
     if len(open_ms) > 1 and (np.diff(open_ms) <= 0).any():
         i = int(np.flatnonzero(np.diff(open_ms) <= 0)[0])
         raise InputError("candles", f"duplicate open_time {group['open_time'].iloc[i + 1]}",
@@ -213,12 +212,14 @@ def hmm_features(rows: pd.DataFrame, volume, config: Config) -> pd.DataFrame:
         volume_window=config.hmm.volume_window)
 
 
-def with_hmm(rows: pd.DataFrame, volume, models, config: Config,
-             features: pd.DataFrame | None = None) -> pd.DataFrame:
+def with_hmm(rows: pd.DataFrame, models, config: Config,
+             features: pd.DataFrame) -> pd.DataFrame:
     """Rows with the HMM columns filled by the walk-forward ``models`` and the regime
-    confidence moved by the ensemble rule (:func:`sentiment.hmm.ensemble_confidence`)."""
-    if features is None:
-        features = hmm_features(rows, volume, config)
+    confidence moved by the ensemble rule (:func:`sentiment.hmm.ensemble_confidence`).
+
+    The one place the HMM layer meets the rows, for the backfill, the live job and
+    :func:`compute_history` alike. ``features`` are those of every bar of the series; the
+    rows are its last ``len(rows)`` bars (the live job computes only the newest)."""
     cols = hmm.apply_models(features, models)
     if len(features) != len(rows):
         cols = cols.iloc[len(features) - len(rows):].reset_index(drop=True)
@@ -247,14 +248,82 @@ def with_walk_forward_hmm(rows: pd.DataFrame, volume, config: Config, *, symbol:
     models = [m for b in hmm.boundaries(features.index[0], features.index[-1])
               if (m := hmm.train_at(features, b, config, symbol=symbol, interval=interval))
               is not None]
-    return with_hmm(rows, volume, models, config, features=features), models
+    return with_hmm(rows, models, config, features), models
 
 
-def _one(symbol, interval, group, config, **slow):
+@dataclass
+class Series:
+    """One symbol and interval computed by :func:`compute_series`."""
+
+    #: ``sentiment_history`` rows of the bars fed to the engine (all, or those after the
+    #: checkpoint resumed from), without the HMM columns.
+    rows: pd.DataFrame
+    #: The ``regime_transitions`` rows among them, read from the engine's own output.
+    transitions: pd.DataFrame
+    #: The HMM features of every bar (``None`` unless asked for).
+    features: pd.DataFrame | None
+    #: The engine state after the last bar closed by ``checkpoint_until`` (``None`` when no
+    #: bar fed here closed by then), and that bar's close.
+    checkpoint: dict[str, Any] | None
+    checkpoint_time: dt.datetime | None
+    #: Whether the engine continued from the checkpoint it was given.
+    resumed: bool
+
+
+def engine_checkpoint(config: Config, symbol: str, interval: str, n_bars: int,
+                      state: np.ndarray) -> dict[str, Any]:
+    """The engine's state after ``n_bars`` bars, as plain JSON types. Everything else the
+    rows depend on (indicators, as-of inputs) is a pure function of the stored bars and
+    inputs, so this is all a run needs to continue."""
+    return {"version": CHECKPOINT_VERSION, "symbol": symbol, "interval": interval,
+            "params": engine.fingerprint(config, interval), "n_bars": n_bars,
+            "engine": [None if v != v else float(v) for v in state]}
+
+
+def _resume(checkpoint: dict[str, Any], config: Config, symbol: str, interval: str,
+            close_ms: np.ndarray) -> tuple[int, np.ndarray]:
+    """(bars already done, engine state) of a checkpoint that continues these bars; a
+    :class:`CheckpointMismatch` names why it does not."""
+    def mismatch(what, field):
+        return CheckpointMismatch("checkpoint", what, symbol=symbol, field=field)
+
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise mismatch(f"unsupported version {checkpoint.get('version')!r}", "version")
+    if checkpoint.get("params") != engine.fingerprint(config, interval):
+        raise mismatch("made with a different configuration (weights, thresholds or enabled "
+                       "inputs)", "params")
+    done = int(checkpoint["n_bars"])
+    last = checkpoint.get("last_ms")
+    if not 0 < done <= len(close_ms) or (last is not None and close_ms[done - 1] != last):
+        # A bar before the checkpoint arrived late (the exchange had left it out): the
+        # checkpoint no longer continues the stored history.
+        raise mismatch(f"made over {done} bars, which the stored bars no longer continue",
+                       "candles")
+    state = np.array([np.nan if v is None else v for v in checkpoint["engine"]],
+                     dtype=np.float64)
+    if state.shape != engine.new_state().shape:
+        raise mismatch("engine state of another size", "engine")
+    return done, state
+
+
+def compute_series(candles: pd.DataFrame, config: Config, *, symbol: str, interval: str,
+                   inputs: dict[str, pd.DataFrame | None] | None = None,
+                   resume: dict[str, Any] | None = None,
+                   checkpoint_until: dt.datetime | None = None,
+                   with_features: bool = False) -> Series:
+    """The one computation of a symbol and interval, for the backfill and the live job.
+
+    Indicators and as-of inputs are computed over every stored bar (vectorised; they are
+    pure functions of the bars and inputs). The engine then runs from a fresh state over
+    every bar, or, given ``resume`` (a :func:`engine_checkpoint`), from that state over the
+    bars after it: the two differ only in where the state comes from and how many bars
+    they feed. A checkpoint that does not continue these bars raises
+    :class:`~sentiment.errors.CheckpointMismatch`.
+    """
     if interval not in INTERVAL_MINUTES:
         raise InputError("candles", f"unknown interval {interval!r}", symbol=symbol,
                          field="interval")
-    open_ms, bars = _bars(symbol, interval, group)
+    open_ms, bars = _bars(symbol, interval, candles)
     minutes = INTERVAL_MINUTES[interval]
     close_ms = open_ms + minutes * MINUTE_MS
     ind = indicator_frame(bars, config)
@@ -263,7 +332,7 @@ def _one(symbol, interval, group, config, **slow):
     slow_values = asof_inputs(
         symbol, open_ms, close_ms, bars["close"],
         open_interest_interval=ex.open_interest_interval,
-        long_short_period=ex.long_short_period, interval_minutes=minutes, **slow,
+        long_short_period=ex.long_short_period, interval_minutes=minutes, **(inputs or {}),
     )
     n = len(close_ms)
     xs = np.empty((n, N_INPUTS))
@@ -274,13 +343,30 @@ def _one(symbol, interval, group, config, **slow):
             xs[:, col] = slow_values[name]
         else:
             xs[:, col] = ind[name]
-    ys = engine.run_batch(engine.new_state(), xs, engine.params(config, interval))
 
+    first, state = 0, engine.new_state()
+    if resume is not None:
+        first, state = _resume(resume, config, symbol, interval, close_ms)
+    # The checkpoint goes after the last bar closed by ``checkpoint_until``.
+    cut = n if checkpoint_until is None else int(np.searchsorted(
+        close_ms, (pd.Timestamp(checkpoint_until).value // 1_000_000), side="right"))
+    p = engine.params(config, interval)
+    checkpoint, checkpoint_time = None, None
+    if cut > first:
+        ys_done = engine.run_batch(state, xs[first:cut], p)
+        checkpoint = engine_checkpoint(config, symbol, interval, cut, state)
+        checkpoint["last_ms"] = int(close_ms[cut - 1])
+        checkpoint_time = ms_to_datetime(close_ms[cut - 1])
+        ys = np.vstack([ys_done, engine.run_batch(state, xs[cut:], p)])
+    else:
+        ys = engine.run_batch(state, xs[first:], p)
+
+    m = n - first
     columns: dict[str, object] = {
-        "symbol": _constant(symbol, n),
-        "interval": _constant(interval, n),
-        "timestamp": pd.to_datetime(close_ms, unit="ms"),
-        "close": bars["close"],
+        "symbol": _constant(symbol, m),
+        "interval": _constant(interval, m),
+        "timestamp": ms_to_timestamps(close_ms[first:]),
+        "close": bars["close"][first:],
     }
     for name, col in _ENGINE_COLUMNS.items():
         columns[name] = ys[:, col]
@@ -288,8 +374,16 @@ def _one(symbol, interval, group, config, **slow):
     columns["regime"] = _regime_names(codes)
     columns["regime_duration_bars"] = np.where(np.isfinite(codes), ys[:, Y_DURATION], np.nan)
     for name in _RAW_COLUMNS:
-        columns[name] = xs[:, X[name]]
-    return history_frame(columns), _transitions(symbol, interval, close_ms, ys), bars["volume"]
+        columns[name] = xs[first:, X[name]]
+    features = None
+    if with_features:
+        features = hmm.feature_frame(
+            pd.DatetimeIndex(ms_to_timestamps(close_ms)), bars["close"], bars["volume"],
+            xs[:, X["funding_rate"]], xs[:, X["open_interest"]],
+            volatility_window=config.hmm.volatility_window,
+            volume_window=config.hmm.volume_window)
+    return Series(history_frame(columns), _transitions(symbol, interval, close_ms[first:], ys),
+                  features, checkpoint, checkpoint_time, resume is not None)
 
 
 def _transitions(symbol, interval, close_ms, ys) -> pd.DataFrame:
@@ -299,7 +393,7 @@ def _transitions(symbol, interval, close_ms, ys) -> pd.DataFrame:
     return pd.DataFrame({
         "symbol": symbol,
         "interval": interval,
-        "timestamp": pd.to_datetime(close_ms[idx], unit="ms"),
+        "timestamp": ms_to_timestamps(close_ms[idx]),
         "from_regime": names[frm[idx].astype(np.int64)],
         "to_regime": names[ys[idx, Y_REGIME].astype(np.int64)],
     })
@@ -329,8 +423,9 @@ def history_frame(columns: dict[str, object]) -> pd.DataFrame:
     for name in HISTORY_COLUMNS:
         values = columns.get(name)
         if values is None:
-            values = np.full(n, np.nan) if name in _FLOAT_COLUMNS else pa.nulls(n, pa.string())
-        if name in _FLOAT_COLUMNS:
+            values = (np.full(n, np.nan) if name in HISTORY_FLOAT_COLUMNS
+                      else pa.nulls(n, pa.string()))
+        if name in HISTORY_FLOAT_COLUMNS:
             f = _floats(values)
             data[name] = pd.arrays.FloatingArray(f, np.isnan(f))
         elif name == "regime_duration_bars":
@@ -357,5 +452,5 @@ def _regime_names(codes: np.ndarray) -> pa.Array:
     return pa.DictionaryArray.from_arrays(idx, pa.array(list(REGIMES))).cast(pa.string())
 
 
-__all__ = ["compute_history", "compute_history_and_transitions", "history_frame",
-           "indicator_frame", "SLOW_INPUTS"]
+__all__ = ["compute_history", "compute_history_and_transitions", "compute_series",
+           "history_frame", "indicator_frame", "SLOW_INPUTS", "Series"]

@@ -1,7 +1,9 @@
-"""Records the core hands out: :class:`SentimentSnapshot` and :class:`RegimeState`.
+"""The core's vocabulary: the records it hands out (:class:`SentimentSnapshot`,
+:class:`RegimeState`), the regime names, Bybit's interval and period codes, and the bounds and
+bands every source shares.
 
 Field names follow the design brief (section 8); :data:`HISTORY_COLUMNS` are the
-``sentiment_history`` column names of DESIGN section 4, and
+``sentiment_history`` column names of DESIGN section 4 (from :mod:`sentiment.io.tables`), and
 :meth:`SentimentSnapshot.as_row` maps one onto the other.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+
+from sentiment.io.tables import DOUBLE, TABLES
 
 #: The largest price taken from any source (quote coin per unit; BTC is about 1e5) and the
 #: largest size or amount (1e15 < 2**53, so whole numbers stay exact; a meme coin's weekly
@@ -32,35 +36,36 @@ REGIME_CODE: dict[str, int] = {name: i for i, name in enumerate(REGIMES)}
 #: Regimes that describe an event: they confirm at once (DESIGN 8.5).
 EVENT_REGIMES: frozenset[str] = frozenset({"breakout", "capitulation"})
 
-#: ``sentiment_history`` columns, in table order.
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "symbol",
-    "interval",
-    "timestamp",
-    "close",
-    "sentiment_score",
-    "confidence",
-    "regime",
-    "regime_duration_bars",
-    "regime_confidence",
-    "trend_score",
-    "momentum_score",
-    "volatility_score",
-    "volume_flow_score",
-    "exchange_sentiment",
-    "macro_sentiment",
-    "funding_rate",
-    "open_interest",
-    "open_interest_delta_pct",
-    "long_short_ratio",
-    "liquidation_intensity",
-    "order_book_imbalance",
-    "fear_greed_index",
-    "hmm_regime",
-    "hmm_probability",
-    "hmm_model_id",
-    "hmm_state_probabilities",
-)
+#: ``sentiment_history`` columns, in table order (from the table's one definition).
+HISTORY_COLUMNS: tuple[str, ...] = TABLES["sentiment_history"].all_columns
+#: Its floating-point columns, in table order (what a history frame holds as float64).
+HISTORY_FLOAT_COLUMNS: tuple[str, ...] = TABLES["sentiment_history"].columns_of_type(DOUBLE)
+
+#: Bybit V5 kline interval codes and their length in minutes (W = 7 days).
+INTERVAL_MINUTES: dict[str, int] = {
+    "1": 1,
+    "3": 3,
+    "5": 5,
+    "15": 15,
+    "30": 30,
+    "60": 60,
+    "120": 120,
+    "240": 240,
+    "360": 360,
+    "720": 720,
+    "D": 1440,
+    "W": 10080,
+}
+#: Bybit V5 ``intervalTime`` (open interest) and ``period`` (account ratio) codes and their
+#: length in minutes.
+PERIOD_MINUTES: dict[str, int] = {
+    "5min": 5,
+    "15min": 15,
+    "30min": 30,
+    "1h": 60,
+    "4h": 240,
+    "1d": 1440,
+}
 
 #: Snapshot field -> table column where the brief's name differs from the table's.
 _COLUMN_OF_FIELD = {

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiment.config import INTERVAL_MINUTES, Config, load_config
+from sentiment.config import Config, load_config
 from sentiment.core import engine
 from sentiment.core.indicators.custom import (
     AtrPercentRank,
@@ -29,7 +29,7 @@ from sentiment.core.indicators.custom import (
     settled_atr_value,
 )
 from sentiment.core.indicators.talib_set import BAR_FIELDS, OUTPUTS, TalibStreams
-from sentiment.core.inputs import MINUTE_MS, LiveInputs
+from sentiment.core.inputs import LiveInputs
 from sentiment.core.layout import (
     N_INPUTS,
     N_OUTPUTS,
@@ -69,8 +69,9 @@ from sentiment.core.layout import (
 )
 from sentiment.core.orderbook import imbalance
 from sentiment.core.regime import move_bars
+from sentiment.core.timeutil import MINUTE_MS, epoch_ms, ms_to_datetime
 from sentiment.errors import CheckpointMismatch, InputError
-from sentiment.models import REGIMES, RegimeState, SentimentSnapshot
+from sentiment.models import INTERVAL_MINUTES, REGIMES, RegimeState, SentimentSnapshot
 
 CHECKPOINT_VERSION = 2
 KELTNER_MULT = 1.5
@@ -98,31 +99,6 @@ def _none(x: float) -> float | None:
 
 def _nan(x: float | None) -> float:
     return math.nan if x is None else float(x)
-
-
-_EPOCH = dt.datetime(1970, 1, 1)
-_MS = dt.timedelta(milliseconds=1)
-
-
-def _open_ms(value: Any) -> int:
-    """Epoch milliseconds of a time given as ms, datetime (naive = UTC) or anything pandas
-    reads."""
-    if isinstance(value, pd.Timestamp):
-        return value.value // 1_000_000  # UTC nanoseconds, naive or aware
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return (value - _EPOCH) // _MS
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
-        return int(value)  # plain numbers are epoch milliseconds, as in the batch path
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.value // 1_000_000)
-
-
-def _to_datetime(ms: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 class MarketSentimentTracker:
@@ -217,7 +193,7 @@ class MarketSentimentTracker:
                 raise InputError("candles", f"a {theirs} bar given to the {mine} tracker",
                                  symbol=self.symbol, field=key)
         try:
-            open_ms = _open_ms(candle["open_time"])
+            open_ms = epoch_ms(candle["open_time"])
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError("candles", f"bad or missing open_time: {exc}",
                              symbol=self.symbol, field="open_time") from None
@@ -235,19 +211,19 @@ class MarketSentimentTracker:
                                      field=name) from None
                 if not math.isfinite(value):
                     raise InputError("candles", f"not finite ({value}) at "
-                                     f"{_to_datetime(open_ms)}", symbol=self.symbol,
+                                     f"{ms_to_datetime(open_ms)}", symbol=self.symbol,
                                      field=name)
         if values[4] < 0:
-            raise InputError("candles", f"negative volume at {_to_datetime(open_ms)}",
+            raise InputError("candles", f"negative volume at {ms_to_datetime(open_ms)}",
                              symbol=self.symbol, field="volume")
         if values[1] < values[2]:
-            raise InputError("candles", f"high below low at {_to_datetime(open_ms)}",
+            raise InputError("candles", f"high below low at {ms_to_datetime(open_ms)}",
                              symbol=self.symbol, field="high")
         if self._bars and open_ms <= self._bars[-1][0]:
             raise InputError(
                 "candles",
-                f"bar {_to_datetime(open_ms)} is not after the last processed bar "
-                f"{_to_datetime(self._bars[-1][0])}",
+                f"bar {ms_to_datetime(open_ms)} is not after the last processed bar "
+                f"{ms_to_datetime(self._bars[-1][0])}",
                 symbol=self.symbol, field="open_time",
             )
         return (open_ms, *values)
@@ -263,14 +239,14 @@ class MarketSentimentTracker:
         if "interval" in frame.columns:
             frame = frame[frame["interval"].astype(str) == self.interval]
         frame = frame.sort_values("open_time")
-        open_ms = np.array([_open_ms(v) for v in frame["open_time"]], dtype=np.int64)
+        open_ms = np.array([epoch_ms(v) for v in frame["open_time"]], dtype=np.int64)
         last = self._bars[-1]
         keep = open_ms <= last[0]
         if not keep.any() or open_ms[keep][-1] != last[0] or (
             float(frame["close"].to_numpy()[keep][-1]) != last[4]
         ):
             raise InputError("checkpoint", "candles do not end at the checkpoint's last bar "
-                             f"{_to_datetime(last[0])}", symbol=self.symbol, field="candles")
+                             f"{ms_to_datetime(last[0])}", symbol=self.symbol, field="candles")
         return {name: frame[name].to_numpy(dtype=np.float64)[keep] for name in BAR_FIELDS}
 
     def _snapshot(self, close_ms: int, close: float) -> SentimentSnapshot:
@@ -278,7 +254,7 @@ class MarketSentimentTracker:
         x = self._x.tolist()
         code = y[Y_REGIME]
         regime = None if code != code else REGIMES[int(code)]
-        ts = _to_datetime(close_ms)
+        ts = ms_to_datetime(close_ms)
         frm = y[Y_TRANSITION_FROM]
         if frm == frm and frm >= 0:
             self._transitions.append((ts, REGIMES[int(frm)], regime))
@@ -311,7 +287,7 @@ class MarketSentimentTracker:
     def on_funding(self, funding_time: Any, funding_rate: float) -> None:
         """A settled funding rate (usable from its settlement time)."""
         value = self._value("funding", "funding_rate", funding_rate)
-        self._inputs.funding.add(_open_ms(funding_time), value)
+        self._inputs.funding.add(epoch_ms(funding_time), value)
 
     def on_open_interest(self, ts: Any, open_interest: float, interval: str | None = None
                          ) -> bool:
@@ -320,7 +296,7 @@ class MarketSentimentTracker:
         if interval is not None and interval != self.config.exchange_data.open_interest_interval:
             return False
         value = self._value("open_interest", "open_interest", open_interest)
-        self._inputs.open_interest.add(_open_ms(ts) + self._inputs.oi_lag, value)
+        self._inputs.open_interest.add(epoch_ms(ts) + self._inputs.oi_lag, value)
         return True
 
     def on_long_short(self, ts: Any, buy_ratio: float, period: str | None = None) -> bool:
@@ -329,12 +305,12 @@ class MarketSentimentTracker:
         if period is not None and period != self.config.exchange_data.long_short_period:
             return False
         value = self._value("long_short_ratio", "buy_ratio", buy_ratio)
-        self._inputs.long_short.add(_open_ms(ts) + self._inputs.ls_lag, value)
+        self._inputs.long_short.add(epoch_ms(ts) + self._inputs.ls_lag, value)
         return True
 
     def on_fear_greed(self, ts: Any, value: float) -> None:
         """A daily Fear & Greed value (usable from its day)."""
-        self._inputs.fear_greed.add(_open_ms(ts), self._value("fear_greed", "value", value))
+        self._inputs.fear_greed.add(epoch_ms(ts), self._value("fear_greed", "value", value))
 
     def on_ticker_update(self, ticker_data: Mapping[str, Any]) -> None:
         """Keep the latest ticker (mark price, predicted funding, OI, bid/ask).
@@ -356,7 +332,7 @@ class MarketSentimentTracker:
             raise InputError(source, "message without a time (ts, T or time)",
                              symbol=self.symbol, field="ts")
         try:
-            return _open_ms(ts)
+            return epoch_ms(ts)
         except (ValueError, TypeError):
             raise InputError(source, f"bad time {ts!r}", symbol=self.symbol,
                              field="ts") from None
@@ -446,15 +422,12 @@ class MarketSentimentTracker:
 
     @property
     def last_timestamp(self) -> dt.datetime | None:
-        return _to_datetime(self._bars[-1][0] + self._interval_ms) if self._bars else None
+        return ms_to_datetime(self._bars[-1][0] + self._interval_ms) if self._bars else None
 
     # ----------------------------------------------------------------- checkpoint
 
     def _fingerprint(self) -> list:
-        """Every setting that changes the rows: engine parameters and input windows."""
-        ex = self.config.exchange_data
-        return [float(v) for v in self._params] + [
-            self.config.regime.atr_lookback, ex.open_interest_interval, ex.long_short_period]
+        return engine.fingerprint(self.config, self.interval)
 
     def checkpoint(self) -> dict:
         """The whole state as plain JSON types (NaN written as null)."""

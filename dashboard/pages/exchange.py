@@ -6,16 +6,7 @@ import streamlit as st
 
 from dashboard import charts, controls, queries
 
-settings, config = queries.context()
-st.title("Exchange and macro data")
-try:
-    extents = queries.extents(settings.db_path)
-except queries.NoData as exc:
-    controls.explain_no_data(str(exc), settings.db_path)
-    st.stop()
-except queries.Busy as exc:
-    controls.explain_busy(str(exc))
-    st.stop()
+settings, config, extents = controls.page("Exchange and macro data")
 
 symbol = controls.symbol(sorted(extents["symbol"].unique()))
 mine = extents[extents["symbol"] == symbol]

@@ -5,27 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, controls, queries
-from sentiment.config import INTERVAL_MINUTES
+from sentiment.models import INTERVAL_MINUTES
 
-settings, config = queries.context()
-st.title("Sentiment history")
-try:
-    extents = queries.extents(settings.db_path)
-except queries.NoData as exc:
-    controls.explain_no_data(str(exc), settings.db_path)
-    st.stop()
-except queries.Busy as exc:
-    controls.explain_busy(str(exc))
-    st.stop()
+settings, config, extents = controls.page("Sentiment history")
 
-symbol = controls.symbol(sorted(extents["symbol"].unique()))
-interval = controls.interval(
-    [i for i in config.intervals if i in set(extents.loc[extents["symbol"] == symbol,
-                                                         "interval"])] or list(config.intervals))
-extent = extents[(extents["symbol"] == symbol) & (extents["interval"] == interval)]
-if extent.empty:
-    st.info(f"No {symbol} rows at interval {interval} yet.")
-    st.stop()
+symbol, interval, extent = controls.symbol_and_interval(extents, config)
 start, end = controls.time_range(pd.Timestamp(extent["first"].iloc[0]),
                                  pd.Timestamp(extent["last"].iloc[0]),
                                  config.dashboard.default_days)
@@ -36,12 +20,7 @@ TRANSITIONS_LISTED = 20
 
 
 def _duration(delta: pd.Timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes % 10080 == 0:
-        return f"{minutes // 10080}w"
-    if minutes % 1440 == 0:
-        return f"{minutes // 1440}d"
-    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+    return controls.short_duration(int(delta.total_seconds() // 60))
 
 
 def _transitions_table(transitions: pd.DataFrame, first_close: pd.Timestamp) -> str:

@@ -4,9 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, controls, queries
-from sentiment.config import INTERVAL_MINUTES
-from sentiment.models import sentiment_label
-from sentiment.services.status import fear_greed_class
+from sentiment.models import INTERVAL_MINUTES, fear_greed_class, sentiment_label
 
 settings, config = queries.context()
 st.title("Market sentiment")

@@ -6,27 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, controls, queries, report
-from sentiment.config import INTERVAL_MINUTES
+from sentiment.models import INTERVAL_MINUTES
 
-settings, config = queries.context()
-st.title("Regime quality")
-try:
-    extents = queries.extents(settings.db_path)
-except queries.NoData as exc:
-    controls.explain_no_data(str(exc), settings.db_path)
-    st.stop()
-except queries.Busy as exc:
-    controls.explain_busy(str(exc))
-    st.stop()
+settings, config, extents = controls.page("Regime quality")
 
-symbol = controls.symbol(sorted(extents["symbol"].unique()))
-interval = controls.interval(
-    [i for i in config.intervals if i in set(extents.loc[extents["symbol"] == symbol,
-                                                         "interval"])] or list(config.intervals))
-extent = extents[(extents["symbol"] == symbol) & (extents["interval"] == interval)]
-if extent.empty:
-    st.info(f"No {symbol} rows at interval {interval} yet.")
-    st.stop()
+symbol, interval, extent = controls.symbol_and_interval(extents, config)
 first, last = pd.Timestamp(extent["first"].iloc[0]), pd.Timestamp(extent["last"].iloc[0])
 # Judged over everything stored unless a range is asked for: a month says little about
 # transitions per month or crash catches.

@@ -1,8 +1,10 @@
 """Ingestion assets: candles, funding rates, open interest, long/short ratio, Fear & Greed.
 
-Each asset owns the table of its name. A run fetches every partition it was given first and
-only then replaces exactly those partitions in one transaction, so a failed fetch (bad
-response, exhausted retries) writes nothing and leaves what is stored untouched.
+Each asset owns the table of its name and is generated from one row of ``INGESTIONS`` (the
+client call that fetches it, the columns a partition spans, its partitions). A run fetches
+every partition it was given first and only then replaces exactly those partitions in one
+transaction, so a failed fetch (bad response, exhausted retries) writes nothing and leaves
+what is stored untouched.
 
 An answer with fewer rows than a partition holds (an empty list, the exchange's clock behind,
 a partial page) fails the step with ``ShrinkError`` and changes nothing. A user who knows the
@@ -14,35 +16,96 @@ the run's rows.
 
 
 import datetime as dt
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
+    PartitionsDefinition,
     asset,
 )
 from pydantic import Field
 
+from orchestration.assets import SINGLE_RUN, WRITES_DUCKDB, span_metadata
 from orchestration.partitions import (
     DateRun,
     daily_partitions,
     group_partition_keys,
     market_data_partitions,
 )
-from orchestration.resources import BybitResource, FearGreedResource, StoreResource
+from orchestration.resources import StoreResource
 from sentiment.config import Config
 from sentiment.io.store import TABLES, ShrinkError, Slice, Store
 
-#: One pool for every writer of the DuckDB file: it allows one writing process at a time.
-WRITER_POOL = "duckdb_writer"
 GROUP = "market_data"
 #: Run tag: "<run id> <device:inode>" of the database file the run's first writing step found.
 DB_FILE_TAG = "sentiment/database_file"
+
+#: ``fetch(symbol, start, end)``: the rows of ``[start, end)`` for one symbol (or for none).
+Fetch = Callable[[str | None, dt.datetime, dt.datetime], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    """One ingestion asset: the table it owns and how a run fills it."""
+
+    table: str
+    #: The client's fetch call: ``method(symbol, [per value,] start, end)``.
+    method: str
+    #: Formatted with the configuration's ``exchange_data`` as ``exchange``.
+    description: str
+    #: The column a partition spans besides the symbol, and its configured value(s): the
+    #: call is made once per value and a write replaces exactly those values.
+    per: tuple[str, Callable[[Config], str | list[str]]] | None = None
+    #: The ``exchange_data`` flag that switches the asset off.
+    switch: str | None = None
+    #: The resource whose ``client()`` makes the call (and whose URL is the rows' source).
+    resource: str = "bybit"
+    partitions: Callable[[Config], PartitionsDefinition] = market_data_partitions
+    #: ``method()`` takes no range and returns the whole history (sliced per partition).
+    whole_history: bool = False
+
+    @property
+    def by_symbol(self) -> bool:
+        return self.partitions is market_data_partitions
+
+
+INGESTIONS = (
+    Ingestion(
+        "candles", method="klines", per=("interval", lambda config: list(config.intervals)),
+        description="Closed Bybit linear-perpetual candles for every configured interval "
+        "(a bar belongs to the UTC date of its open time).",
+    ),
+    Ingestion(
+        "funding_rates", method="funding_history", switch="funding_rate",
+        description="Settled Bybit funding rates (fraction per settlement).",
+    ),
+    Ingestion(
+        "open_interest", method="open_interest", switch="open_interest",
+        per=("interval", lambda config: config.exchange_data.open_interest_interval),
+        description="Bybit open interest per {exchange.open_interest_interval} (base coin).",
+    ),
+    Ingestion(
+        "long_short_ratio", method="long_short_ratio", switch="long_short_ratio",
+        per=("period", lambda config: config.exchange_data.long_short_period),
+        description="Bybit long/short account ratio per {exchange.long_short_period} "
+        "(buy_ratio = share of accounts net long).",
+    ),
+    # API limit: alternative.me has no date range, only "the newest N days"; the whole
+    # history is ~3000 rows, so a run fetches it once and slices it.
+    Ingestion(
+        "fear_greed", method="history", whole_history=True, resource="fear_greed_api",
+        partitions=daily_partitions,
+        description="alternative.me Crypto Fear & Greed Index, one value per UTC day (0-100).",
+    ),
+)
 
 
 class IngestConfig(dg.Config):
@@ -64,8 +127,7 @@ def run_store(context: AssetExecutionContext, store: StoreResource) -> Store:
     being recreated holding only this run's partitions. The tag names its run: a retry (a
     new run, which Dagster may give its parent's tags) starts afresh.
     """
-    pinned = _pinned_file(context)
-    db = Store(store.database, lock_timeout=store.lock_timeout_seconds, identity=pinned)
+    db = store.store(identity=_pinned_file(context))
     _remember_file(context, db)
     return db
 
@@ -82,17 +144,36 @@ def _remember_file(context: AssetExecutionContext, db: Store) -> None:
                                       {DB_FILE_TAG: f"{context.run.run_id} {db.identity}"})
 
 
+def _fetcher(spec: Ingestion, client: Any, values: list[str]) -> Fetch:
+    """The run's ``fetch`` for ``spec`` through ``client``."""
+    call = getattr(client, spec.method)
+    if spec.whole_history:
+        history = functools.cache(call)  # once per run
+        time = TABLES[spec.table].time_column
+
+        def fetch_slice(_symbol, start, end):
+            frame = history()
+            mask = (frame[time] >= pd.Timestamp(start)) & (frame[time] < pd.Timestamp(end))
+            return frame.loc[mask].reset_index(drop=True)
+
+        return fetch_slice
+    if spec.per is None:
+        return call
+
+    def fetch_each(symbol, start, end):
+        return pd.concat([call(symbol, v, start, end) for v in values], ignore_index=True)
+
+    return fetch_each
+
+
 def _metadata(table: str, frame: pd.DataFrame, runs: list[DateRun], source: str) -> dict:
-    spec = TABLES[table]
     meta: dict = {
         "dagster/row_count": MetadataValue.int(len(frame)),
         "partitions": MetadataValue.int(sum(r.days for r in runs)),
         "source": MetadataValue.text(source),
     }
     if not frame.empty:
-        times = pd.to_datetime(frame[spec.time_column])
-        meta["first"] = MetadataValue.text(str(times.min()))
-        meta["last"] = MetadataValue.text(str(times.max()))
+        meta |= span_metadata(frame[TABLES[table].time_column])
         if "symbol" in frame.columns:
             counts = frame.groupby("symbol").size()
             meta["rows_by_symbol"] = MetadataValue.json({k: int(v) for k, v in counts.items()})
@@ -104,21 +185,11 @@ def _ingest(
     store: StoreResource,
     table: str,
     source: str,
-    fetch: Callable[[str | None, dt.datetime, dt.datetime], pd.DataFrame],
+    fetch: Fetch,
     where: Callable[[str | None], dict],
-    *,
     config: IngestConfig,
-    disabled: str | None = None,
 ) -> MaterializeResult:
     runs = group_partition_keys(list(context.partition_keys))
-    if disabled:
-        # Switched off: nothing is fetched and what is stored stays (an empty "answer" would
-        # otherwise delete it).
-        context.log.info(f"{table}: {disabled} is false: nothing fetched, stored rows kept")
-        return MaterializeResult(metadata={
-            "dagster/row_count": MetadataValue.int(0),
-            "skipped": MetadataValue.text(f"{disabled} is false"),
-        })
     db = run_store(context, store)  # before fetching: the file as the run found it
     frames, slices = [], []
     for run in runs:
@@ -149,124 +220,49 @@ def _ingest(
     return MaterializeResult(metadata=_metadata(table, combined, runs, source))
 
 
+def _skipped(context: AssetExecutionContext, table: str, flag: str) -> MaterializeResult:
+    # Switched off: nothing is fetched and what is stored stays (an empty "answer" would
+    # otherwise delete it).
+    context.log.info(f"{table}: {flag} is false: nothing fetched, stored rows kept")
+    return MaterializeResult(metadata={
+        "dagster/row_count": MetadataValue.int(0),
+        "skipped": MetadataValue.text(f"{flag} is false"),
+    })
+
+
+def build_ingestion_asset(spec: Ingestion, config: Config) -> AssetsDefinition:
+    """The asset that fills ``spec.table`` under this configuration."""
+    column, value = spec.per or (None, None)
+    per_value = value(config) if value else None
+    values = per_value if isinstance(per_value, list) else [per_value]
+    off = (f"exchange_data.{spec.switch}"
+           if spec.switch and not getattr(config.exchange_data, spec.switch) else None)
+
+    def where(symbol: str | None) -> dict:
+        return ({"symbol": symbol} if spec.by_symbol else {}) | (
+            {column: per_value} if column else {})
+
+    @asset(
+        name=spec.table,
+        description=spec.description.format(exchange=config.exchange_data),
+        partitions_def=spec.partitions(config),
+        backfill_policy=SINGLE_RUN,
+        group_name=GROUP,
+        required_resource_keys={"store", spec.resource},
+        **WRITES_DUCKDB,
+    )
+    # ``config`` is the run's: Dagster finds the asset's run config by this parameter name.
+    def ingest(context: AssetExecutionContext, config: IngestConfig) -> MaterializeResult:
+        if off:
+            return _skipped(context, spec.table, off)
+        source = getattr(context.resources, spec.resource)
+        fetch = _fetcher(spec, source.client(), values)
+        return _ingest(context, context.resources.store, spec.table, source.base_url, fetch,
+                       where, config)
+
+    return ingest
+
+
 def build_market_data_assets(config: Config) -> list[AssetsDefinition]:
     """The five ingestion assets for this configuration."""
-    partitions = market_data_partitions(config)
-    intervals = list(config.intervals)
-    exchange = config.exchange_data
-    oi_interval = exchange.open_interest_interval
-    ls_period = exchange.long_short_period
-    # One run for a whole backfill range: the fetch pages through the range once and the
-    # write is one transaction (DESIGN 8.11).
-    policy = BackfillPolicy.single_run()
-    common = dict(
-        partitions_def=partitions,
-        backfill_policy=policy,
-        pool=WRITER_POOL,
-        group_name=GROUP,
-        kinds={"duckdb", "python"},
-    )
-
-    @asset(
-        description="Closed Bybit linear-perpetual candles for every configured interval "
-        "(a bar belongs to the UTC date of its open time).",
-        **common,
-    )
-    def candles(
-        context: AssetExecutionContext, config: IngestConfig, store: StoreResource,
-        bybit: BybitResource,
-    ) -> MaterializeResult:
-        client = bybit.client()
-
-        def fetch(symbol, start, end):
-            frames = [client.klines(symbol, iv, start, end) for iv in intervals]
-            return pd.concat(frames, ignore_index=True)
-
-        return _ingest(
-            context, store, "candles", bybit.base_url, fetch,
-            lambda symbol: {"symbol": symbol, "interval": intervals}, config=config,
-        )
-
-    @asset(
-        description="Settled Bybit funding rates (fraction per settlement).",
-        **common,
-    )
-    def funding_rates(
-        context: AssetExecutionContext, config: IngestConfig, store: StoreResource,
-        bybit: BybitResource,
-    ) -> MaterializeResult:
-        client = bybit.client()
-        return _ingest(
-            context, store, "funding_rates", bybit.base_url, client.funding_history,
-            lambda symbol: {"symbol": symbol}, config=config,
-            disabled=None if exchange.funding_rate else "exchange_data.funding_rate",
-        )
-
-    @asset(
-        description=f"Bybit open interest per {oi_interval} (base coin).",
-        **common,
-    )
-    def open_interest(
-        context: AssetExecutionContext, config: IngestConfig, store: StoreResource,
-        bybit: BybitResource,
-    ) -> MaterializeResult:
-        client = bybit.client()
-
-        def fetch(symbol, start, end):
-            return client.open_interest(symbol, oi_interval, start, end)
-
-        return _ingest(
-            context, store, "open_interest", bybit.base_url, fetch,
-            lambda symbol: {"symbol": symbol, "interval": oi_interval}, config=config,
-            disabled=None if exchange.open_interest else "exchange_data.open_interest",
-        )
-
-    @asset(
-        description=f"Bybit long/short account ratio per {ls_period} "
-        "(buy_ratio = share of accounts net long).",
-        **common,
-    )
-    def long_short_ratio(
-        context: AssetExecutionContext, config: IngestConfig, store: StoreResource,
-        bybit: BybitResource,
-    ) -> MaterializeResult:
-        client = bybit.client()
-
-        def fetch(symbol, start, end):
-            return client.long_short_ratio(symbol, ls_period, start, end)
-
-        return _ingest(
-            context, store, "long_short_ratio", bybit.base_url, fetch,
-            lambda symbol: {"symbol": symbol, "period": ls_period}, config=config,
-            disabled=None if exchange.long_short_ratio else "exchange_data.long_short_ratio",
-        )
-
-    @asset(
-        description="alternative.me Crypto Fear & Greed Index, one value per UTC day (0-100).",
-        partitions_def=daily_partitions(config),
-        backfill_policy=policy,
-        pool=WRITER_POOL,
-        group_name=GROUP,
-        kinds={"duckdb", "python"},
-    )
-    def fear_greed(
-        context: AssetExecutionContext, config: IngestConfig, store: StoreResource,
-        fear_greed_api: FearGreedResource,
-    ) -> MaterializeResult:
-        client = fear_greed_api.client()
-        history: list[pd.DataFrame] = []
-
-        def fetch(_symbol, start, end):
-            # API limit: alternative.me has no date range, only "the newest N days"; the whole
-            # history is ~3000 rows, so fetch it once per run and slice it.
-            if not history:
-                history.append(client.history())
-            frame = history[0]
-            mask = (frame["ts"] >= pd.Timestamp(start)) & (frame["ts"] < pd.Timestamp(end))
-            return frame.loc[mask].reset_index(drop=True)
-
-        return _ingest(context, store, "fear_greed", fear_greed_api.base_url, fetch,
-                       lambda _: {}, config=config)
-
-    return [candles, funding_rates, open_interest, long_short_ratio, fear_greed]
-
+    return [build_ingestion_asset(spec, config) for spec in INGESTIONS]

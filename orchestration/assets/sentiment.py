@@ -12,14 +12,14 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     MultiToSingleDimensionPartitionMapping,
     asset,
 )
 
-from orchestration.assets.market_data import WRITER_POOL
+from orchestration.assets import SINGLE_RUN, WRITES_DUCKDB, span_metadata
+from orchestration.assets.market_data import INGESTIONS
 from orchestration.partitions import group_partition_keys, market_data_partitions
 from orchestration.resources import StoreResource
 from sentiment.config import Config
@@ -28,21 +28,23 @@ from sentiment.services.pipeline import backfill, model_rows, train_latest
 GROUP = "sentiment"
 
 
+def _market_data_deps() -> list[str | AssetDep]:
+    """Every ingested table; the daily ones (Fear & Greed) map onto the date dimension."""
+    return [spec.table if spec.by_symbol else AssetDep(
+        spec.table, partition_mapping=MultiToSingleDimensionPartitionMapping("date"))
+        for spec in INGESTIONS]
+
+
 def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
     @asset(
         description="One snapshot per closed bar: composite sentiment, confidence, six "
         "sub-scores, regime with hysteresis (timestamp = the bar's close). Writes "
         "regime_transitions for the same bars.",
         partitions_def=market_data_partitions(config),
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=WRITER_POOL,
+        backfill_policy=SINGLE_RUN,
         group_name=GROUP,
-        kinds={"duckdb", "python"},
-        deps=[
-            "candles", "funding_rates", "open_interest", "long_short_ratio", "hmm_models",
-            AssetDep("fear_greed",
-                     partition_mapping=MultiToSingleDimensionPartitionMapping("date")),
-        ],
+        deps=[*_market_data_deps(), "hmm_models"],
+        **WRITES_DUCKDB,
     )
     def sentiment_history(context: AssetExecutionContext, store: StoreResource
                           ) -> MaterializeResult:
@@ -68,8 +70,7 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
             "hmm_models_trained": MetadataValue.int(len(models)),
         }
         if not combined.empty:
-            meta["first"] = MetadataValue.text(str(combined["timestamp"].min()))
-            meta["last"] = MetadataValue.text(str(combined["timestamp"].max()))
+            meta |= span_metadata(combined["timestamp"])
             regimes = combined["regime"].value_counts()
             meta["regimes"] = MetadataValue.json({str(k): int(v) for k, v in regimes.items()})
         return MaterializeResult(metadata=meta)
@@ -78,10 +79,9 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
         description="Gaussian HMM regime models per symbol and interval, trained on the last "
         "hmm.window_bars bars closed by the newest Monday 00:00 UTC boundary of the stored "
         "data whose inputs are all in (2-4 states by BIC, stable labels, JSON parameters).",
-        pool=WRITER_POOL,
         group_name=GROUP,
-        kinds={"duckdb", "python"},
         deps=["candles", "funding_rates", "open_interest"],
+        **WRITES_DUCKDB,
     )
     def hmm_models(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
         db = store.store()

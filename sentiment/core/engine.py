@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from numba import njit
 
-from sentiment.config import INTERVAL_MINUTES, Config
+from sentiment.config import Config
 from sentiment.core import regime as rg
 from sentiment.core import structures as stc
 from sentiment.core.layout import (
@@ -106,6 +106,7 @@ from sentiment.core.scores import (
     volatility_score,
     volume_flow_score,
 )
+from sentiment.models import INTERVAL_MINUTES
 
 #: Thresholds the brief fixes (section 6 tables, regime rules) and DESIGN 8.5 / 8.12.
 SWING_LENGTH = 5
@@ -181,6 +182,14 @@ def params(config: Config, interval: str = "60") -> np.ndarray:
     p[P_MOVE_BARS] = rg.move_bars(INTERVAL_MINUTES[interval])
     p[P_CAP_SIGMAS] = CAPITULATION_SIGMAS
     return p
+
+
+def fingerprint(config: Config, interval: str) -> list:
+    """Every setting that changes the rows of ``interval``: the engine parameters and the
+    input windows. A checkpoint made under another fingerprint is not continued."""
+    ex = config.exchange_data
+    return [float(v) for v in params(config, interval)] + [
+        config.regime.atr_lookback, ex.open_interest_interval, ex.long_short_period]
 
 
 def new_state() -> np.ndarray:

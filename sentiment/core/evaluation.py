@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiment.config import INTERVAL_MINUTES
+from sentiment.core.timeutil import naive_utc, naive_utc_series
 from sentiment.errors import InputError
-from sentiment.models import REGIMES
+from sentiment.models import INTERVAL_MINUTES, REGIMES
 
 #: Hours of each window at hourly bars (scaled by time to other intervals).
 RETURN_HOURS = 24  # r24 and the forward windows
@@ -200,9 +200,7 @@ def runs(labels: Iterable) -> list[tuple[object, int, int]]:
 
 def on_grid(rows: pd.DataFrame, minutes: int) -> pd.DataFrame:
     """``rows`` reindexed onto the regular grid of the interval (missing bars are NaN)."""
-    ts = pd.to_datetime(rows["timestamp"])
-    if ts.dt.tz is not None:
-        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    ts = naive_utc_series(rows["timestamp"])
     frame = rows.assign(timestamp=ts.astype("datetime64[ns]")).sort_values("timestamp")
     if frame["timestamp"].duplicated().any():
         dup = frame["timestamp"][frame["timestamp"].duplicated()].iloc[0]
@@ -443,8 +441,8 @@ def read_events(frame: pd.DataFrame) -> list[Event]:
     out = []
     for rec in frame.to_dict("records"):
         try:
-            start = _utc(rec["start"])
-            end = _utc(rec["end"])
+            start = naive_utc(rec["start"])
+            end = naive_utc(rec["end"])
         except (ValueError, TypeError) as exc:
             raise InputError("events", f"bad time in event {rec['name']!r}: {exc}",
                              field="start/end") from None
@@ -455,13 +453,6 @@ def read_events(frame: pd.DataFrame) -> list[Event]:
                              field="end")
         out.append(Event(str(rec["name"]), start, end))
     return out
-
-
-def _utc(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
 
 
 def format_report(ev: Evaluation, baseline: Mapping[str, float] | None = None) -> str:

@@ -38,22 +38,19 @@ from collections import deque
 import numpy as np
 import pandas as pd
 
-from sentiment.config import PERIOD_MINUTES
-from sentiment.core.liquidations import MAX_NOTIONAL
+from sentiment.core.liquidations import LONG_SIDE, MAX_NOTIONAL
+from sentiment.core.timeutil import HOUR_MS, MINUTE_MS, epoch_ms_array
 from sentiment.errors import InputError
+from sentiment.models import PERIOD_MINUTES
 
 log = logging.getLogger(__name__)
 
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
 FUNDING_MAX_AGE_MS = 24 * HOUR_MS
 FEAR_GREED_MAX_AGE_MS = 48 * HOUR_MS
 PERIODS_OF_AGE = 3
 OI_WINDOW_MS = 4 * HOUR_MS  # open_interest_delta_pct: change over 4 h (status: "%/4h")
 OI_SHORT_WINDOW_MS = HOUR_MS  # capitulation: change over 1 h
 LIQUIDATION_MIN_BARS = 24
-#: Bybit ``allLiquidation`` side: "Buy" means a long position was liquidated.
-LONG_LIQUIDATION_SIDE = "Buy"
 
 #: Names of the slower inputs, in the engine's input order.
 SLOW_INPUTS: tuple[str, ...] = (
@@ -63,14 +60,8 @@ SLOW_INPUTS: tuple[str, ...] = (
 )
 
 
-def to_ms(values) -> np.ndarray:
-    """Timestamps as int64 epoch milliseconds: datetime64 of any unit, pandas or datetime
-    values (naive = UTC), or plain numbers, which are taken as epoch milliseconds."""
-    series = pd.Series(values)
-    if series.dtype.kind in "iuf":
-        return series.to_numpy(dtype=np.float64).astype(np.int64)
-    ts = pd.to_datetime(series, utc=True).dt.tz_convert(None)
-    return ts.to_numpy().astype("datetime64[ms]").astype(np.int64)
+#: The name :mod:`sentiment.history` imports; :func:`sentiment.core.timeutil.epoch_ms_array`.
+to_ms = epoch_ms_array
 
 
 def period_ms(code: str | None, default_minutes: int = 60) -> int:
@@ -117,7 +108,7 @@ def _series(frame, time_col, value_col, lag_ms, symbol=None,
     keep = ~np.isnan(values) & df[time_col].notna().to_numpy()
     if not keep.any():
         return None
-    usable = to_ms(df[time_col][keep]) + lag_ms
+    usable = epoch_ms_array(df[time_col][keep]) + lag_ms
     values = values[keep]
     order = np.argsort(usable, kind="stable")
     return usable[order], values[order]
@@ -204,7 +195,7 @@ def asof_inputs(
         if liq is not None:
             bar, df, notional = liq
             covered[bar] = True
-            is_long = (df["side"].astype(str) == LONG_LIQUIDATION_SIDE).to_numpy()
+            is_long = (df["side"].astype(str) == LONG_SIDE).to_numpy()
             long_vol = np.bincount(bar, weights=np.where(is_long, notional, 0.0),
                                    minlength=n_bars)
             short_vol = np.bincount(bar, weights=np.where(is_long, 0.0, notional),
@@ -268,7 +259,7 @@ def _bar_events(symbol, open_ms, close_ms, frame, source):
     df = frame[frame["symbol"] == symbol] if "symbol" in frame.columns else frame
     if df.empty:
         return None
-    ts = to_ms(df["ts"])
+    ts = epoch_ms_array(df["ts"])
     idx = np.searchsorted(open_ms, ts, side="right") - 1
     inside = (idx >= 0) & (ts < close_ms[np.clip(idx, 0, None)])
     if not inside.any():
@@ -377,7 +368,7 @@ class LiveInputs:
             log.warning("liquidations: a row at %s skipped, size x price not finite or above "
                         "%g (size %r, price %r)", ts, MAX_NOTIONAL, size, price)
             return
-        long = side == LONG_LIQUIDATION_SIDE
+        long = side == LONG_SIDE
         self._event(ts, 0 if long else 1, notional, 0.0)
 
     def add_obi(self, ts: int, obi: float) -> None:

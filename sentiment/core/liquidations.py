@@ -23,14 +23,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from sentiment.core.timeutil import HOUR_MS
 from sentiment.errors import InputError
 from sentiment.models import MAX_PRICE, MAX_SIZE
 
-#: Bybit ``allLiquidation`` side of a liquidated long position.
+#: Bybit ``allLiquidation`` side of a liquidated long position, and both sides.
 LONG_SIDE = "Buy"
+SIDES = (LONG_SIDE, "Sell")
 CASCADE_RATIO = 3.0
 SQUEEZE_SHARE = 0.8
-HOUR_MS = 3_600_000
 
 MAX_NOTIONAL = MAX_PRICE * MAX_SIZE  # the largest size x price (sentiment.models bounds)
 #: A liquidation's time ``T`` against the time ``ts`` of the push carrying it. Bybit pushes
@@ -48,7 +49,7 @@ def check_liquidation(symbol: str, when: int, side, size: float, price: float,
     pushed liquidation is impossible: a side other than Buy/Sell, a size outside
     (0, MAX_SIZE], a price outside (0, MAX_PRICE] (NaN and infinities included), or a time
     ``when`` off the push's own time ``pushed`` (see ``LIQUIDATION_*_MS``)."""
-    if side not in ("Buy", "Sell"):
+    if side not in SIDES:
         raise InputError("liquidations", f"side must be Buy or Sell, got {side!r}",
                          symbol=symbol, field="S")
     if not 0.0 < size <= MAX_SIZE:
@@ -95,7 +96,7 @@ class LiquidationMonitor:
         self.since_ms = since_ms  # when watching began (default: the first event or reading)
 
     def add(self, ts: int, side: str, size: float, price: float) -> None:
-        if side not in ("Buy", "Sell"):
+        if side not in SIDES:
             raise InputError("liquidations", f"side must be Buy or Sell, got {side!r}",
                              symbol=self.symbol, field="side")
         if not (size > 0 and price > 0):

@@ -35,8 +35,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sentiment.core.liquidations import SIDES
+from sentiment.core.timeutil import epoch_ms, ms_to_timestamps
 from sentiment.errors import SourceError
-from sentiment.io.store import TABLES
+from sentiment.io.tables import BIGINT, INTEGER, TABLES, TEXT, TIMESTAMP
 from sentiment.models import MAX_PRICE, MAX_SIZE
 
 #: What the stream stages: the tables' columns (``loaded_at`` is set when it is loaded).
@@ -44,8 +46,10 @@ KINDS: dict[str, tuple[str, ...]] = {
     kind: tuple(c for c in TABLES[kind].all_columns if c != "loaded_at")
     for kind in ("liquidations", "orderbook_imbalance", "tickers", "stream_state")
 }
-_TIMES = {"ts", "through", "next_funding_time"}
-_TEXT = {"symbol", "side"}
+_STAGED = {column: TABLES[kind].types()[column] for kind in KINDS for column in KINDS[kind]}
+_TIMES = {column for column, type_ in _STAGED.items() if type_ == TIMESTAMP}
+_TEXT = {column for column, type_ in _STAGED.items() if type_ == TEXT}
+_INTEGERS = {column for column, type_ in _STAGED.items() if type_ in (INTEGER, BIGINT)}
 _counter = itertools.count()
 
 
@@ -57,9 +61,9 @@ def _frame(kind: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(KINDS[kind]))
     for column in frame.columns:
         if column in _TIMES:
-            frame[column] = pd.to_datetime(frame[column], unit="ms") \
+            frame[column] = ms_to_timestamps(frame[column]) \
                 if frame[column].dtype.kind in "iuf" else pd.to_datetime(frame[column])
-        elif column == "seq":
+        elif column in _INTEGERS:
             frame[column] = frame[column].astype("Int64")
         elif column not in _TEXT:
             frame[column] = pd.to_numeric(frame[column]).astype(np.float64)
@@ -90,7 +94,7 @@ class Staging:
             if len(items) == 0:
                 continue
             frame = _frame(kind, items)
-            first = int(frame[KINDS[kind][1]].min().value // 1_000_000)
+            first = epoch_ms(frame[TABLES[kind].time_column].min())
             name = f"{kind}.{first:013d}.{os.getpid()}.{next(_counter):08d}.parquet"
             final = self.directory / name
             temporary = self.directory / f".{name}.tmp"
@@ -151,7 +155,7 @@ def _bad_rows(kind: str, frame: pd.DataFrame) -> list[tuple[str, pd.Series, str]
         checks.append(("obi", _outside(frame["obi"], -1.0, 1.0), "outside [-1, 1]"))
     elif kind == "liquidations":
         checks += [
-            ("side", ~frame["side"].isin(["Buy", "Sell"]), "not Buy or Sell"),
+            ("side", ~frame["side"].isin(SIDES), "not Buy or Sell"),
             ("price", _outside(frame["price"], 0.0, MAX_PRICE, True),
              f"outside (0, {MAX_PRICE:g}]"),
             ("size", _outside(frame["size"], 0.0, MAX_SIZE, True),

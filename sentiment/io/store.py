@@ -3,7 +3,8 @@
 Design points (DESIGN sections 4, 5 and 8.13-8.15):
 
 * SQL lives in ``sentiment/sql/``; values are bound as parameters, never formatted into strings.
-  Table and column names come from :data:`TABLES` only, never from user input.
+  Table and column names come from :data:`TABLES` (:mod:`sentiment.io.tables`, which also
+  generates the DDL) only, never from user input.
 * Bulk data moves as DataFrames/Arrow: ``INSERT ... SELECT`` from a registered frame runs
   at millions of rows per second, ``executemany`` at thousands.
 * DuckDB lets one process hold a file read-write, or many read-only, never both. Every
@@ -34,95 +35,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from sentiment.core.timeutil import naive_utc_datetime
 from sentiment.errors import SentimentError
+from sentiment.io.retry import STORE_LOCK
+from sentiment.io.tables import TABLES, Table, create_statements
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
-SCHEMA_FILE = SQL_DIR / "schema.sql"
 VIEWS_FILE = SQL_DIR / "views.sql"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """Name, primary key and columns of one table of the schema."""
-
-    name: str
-    key: tuple[str, ...]
-    columns: tuple[str, ...]
-    time_column: str | None
-    #: Ingested market data: a replace may not leave fewer rows in a slice than it found.
-    never_shrink: bool = False
-
-    @property
-    def all_columns(self) -> tuple[str, ...]:
-        return self.key + tuple(c for c in self.columns if c not in self.key)
-
-
-TABLES: dict[str, TableSpec] = {
-    t.name: t
-    for t in (
-        TableSpec(
-            "candles",
-            ("symbol", "interval", "open_time"),
-            ("open", "high", "low", "close", "volume", "turnover"),
-            "open_time",
-            never_shrink=True,
-        ),
-        TableSpec("funding_rates", ("symbol", "funding_time"), ("funding_rate",), "funding_time",
-                  never_shrink=True),
-        TableSpec("open_interest", ("symbol", "interval", "ts"), ("open_interest",), "ts",
-                  never_shrink=True),
-        TableSpec(
-            "long_short_ratio", ("symbol", "period", "ts"), ("buy_ratio", "sell_ratio"), "ts",
-            never_shrink=True,
-        ),
-        TableSpec("fear_greed", ("ts",), ("value", "classification"), "ts", never_shrink=True),
-        TableSpec(
-            "tickers",
-            ("symbol", "ts"),
-            (
-                "last_price", "mark_price", "index_price", "prev_price_24h", "price_24h_pcnt",
-                "high_price_24h", "low_price_24h", "prev_price_1h", "open_interest",
-                "open_interest_value", "turnover_24h", "volume_24h", "funding_rate",
-                "next_funding_time", "bid1_price", "bid1_size", "ask1_price", "ask1_size",
-            ),
-            "ts",
-        ),
-        TableSpec("liquidations", ("symbol", "ts", "side", "price", "size"), ("seq",), "ts"),
-        TableSpec("orderbook_imbalance", ("symbol", "ts"), ("obi",), "ts"),
-        TableSpec("stream_state", ("symbol",), ("through", "loaded_at"), "through"),
-        TableSpec(
-            "sentiment_history",
-            ("symbol", "interval", "timestamp"),
-            (
-                "close", "sentiment_score", "confidence", "regime", "regime_duration_bars",
-                "regime_confidence", "trend_score", "momentum_score", "volatility_score",
-                "volume_flow_score", "exchange_sentiment", "macro_sentiment", "funding_rate",
-                "open_interest", "open_interest_delta_pct", "long_short_ratio",
-                "liquidation_intensity", "order_book_imbalance", "fear_greed_index",
-                "hmm_regime", "hmm_probability", "hmm_model_id", "hmm_state_probabilities",
-            ),
-            "timestamp",
-        ),
-        TableSpec(
-            "regime_transitions",
-            ("symbol", "interval", "timestamp"),
-            ("from_regime", "to_regime"),
-            "timestamp",
-        ),
-        TableSpec(
-            "hmm_models",
-            ("model_id",),
-            (
-                "symbol", "interval", "trained_at", "train_start", "train_end", "n_states",
-                "bic", "log_likelihood", "params", "labels",
-            ),
-            "train_end",
-        ),
-        TableSpec(
-            "tracker_state", ("symbol", "interval"), ("last_timestamp", "state"), "last_timestamp"
-        ),
-    )
-}
+#: The tables' DDL, generated from their one definition (:mod:`sentiment.io.tables`).
+SCHEMA_SQL = create_statements("duckdb")
 
 
 @dataclass(frozen=True)
@@ -233,18 +154,11 @@ def _is_lock_error(exc: BaseException) -> bool:
     return "lock" in text.lower() or "Conflicting lock" in text
 
 
-def _spec(table: str) -> TableSpec:
+def _spec(table: str) -> Table:
     try:
         return TABLES[table]
     except KeyError:
         raise StoreError(f"unknown table {table!r}; known: {', '.join(TABLES)}") from None
-
-
-def _to_naive_utc(value: Any) -> dt.datetime:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
 
 
 def named_queries(filename: str) -> dict[str, str]:
@@ -277,7 +191,7 @@ class Store:
 
     _schema_applied: set[tuple[str, str | None]] = set()
 
-    def __init__(self, path: str | Path, *, lock_timeout: float = 60.0,
+    def __init__(self, path: str | Path, *, lock_timeout: float = STORE_LOCK.timeout_seconds,
                  identity: str | None = None):
         self.path = _database_path(path)
         self.lock_timeout = lock_timeout
@@ -324,15 +238,16 @@ class Store:
             self.check_file()  # before anything can create a new, empty file
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
-        delay = 0.01
+        first, longest = STORE_LOCK.first_delay_seconds, STORE_LOCK.max_delay_seconds
+        delay = first
         waiting = self.path.with_name(self.path.name + WRITER_WAITING_SUFFIX)
         if read_only:
             # Readers give way to a writer that is waiting: readers polling without pause
             # (several dashboards) would otherwise keep the file shared for ever.
             while _fresh(waiting) and time.monotonic() < deadline:
                 time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.5)
-            delay = 0.01
+                delay = min(delay * 2, longest)
+            delay = first
         try:
             while True:
                 try:
@@ -355,7 +270,7 @@ class Store:
                     if not read_only:
                         waiting.touch()  # readers see it and hold back
                     time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 0.5)
+                    delay = min(delay * 2, longest)
         finally:
             if not read_only:
                 waiting.unlink(missing_ok=True)
@@ -391,7 +306,7 @@ class Store:
         key = (str(self.path.resolve()), self._identity)
         if key in Store._schema_applied and not force:
             return
-        conn.execute(SCHEMA_FILE.read_text(encoding="utf-8"))
+        conn.execute(SCHEMA_SQL)
         conn.execute(VIEWS_FILE.read_text(encoding="utf-8"))
         Store._schema_applied.add(key)
 
@@ -406,7 +321,7 @@ class Store:
 
     @staticmethod
     def _frame(
-        spec: TableSpec, frame: pd.DataFrame, *, check_duplicates: bool = True
+        spec: Table, frame: pd.DataFrame, *, check_duplicates: bool = True
     ) -> pd.DataFrame:
         missing = [c for c in spec.key if c not in frame.columns]
         if missing:
@@ -426,7 +341,7 @@ class Store:
 
     @staticmethod
     def _insert(
-        conn: duckdb.DuckDBPyConnection, spec: TableSpec, frame: pd.DataFrame, *, replace: bool
+        conn: duckdb.DuckDBPyConnection, spec: Table, frame: pd.DataFrame, *, replace: bool
     ) -> int:
         if frame.empty:
             return 0
@@ -497,7 +412,7 @@ class Store:
         Either everything is committed or nothing is (a failure rolls back). Returns the
         number of rows written.
 
-        On ingested market tables (``TableSpec.never_shrink``) every stored key of a slice
+        On ingested market tables (``Table.never_shrink``) every stored key of a slice
         must be in its new rows: an empty or partial answer raises :class:`ShrinkError`
         naming ``source`` (where the rows came from), the table, the slice and both counts,
         and nothing is written. ``allow_shrink=True`` accepts fewer rows on purpose (the
@@ -536,9 +451,9 @@ class Store:
                 raise
         return written
 
-    def _slice_statement(self, table: str, spec: TableSpec, piece: Slice):
+    def _slice_statement(self, table: str, spec: Table, piece: Slice):
         frame = self._frame(spec, piece.frame, check_duplicates=False)
-        start_dt, end_dt = _to_naive_utc(piece.start), _to_naive_utc(piece.end)
+        start_dt, end_dt = naive_utc_datetime(piece.start), naive_utc_datetime(piece.end)
         conditions = [f'"{spec.time_column}" >= ?', f'"{spec.time_column}" < ?']
         params: list[Any] = [start_dt, end_dt]
         for column, value in piece.where.items():
@@ -559,7 +474,7 @@ class Store:
         return " AND ".join(conditions), params, frame, piece
 
     @staticmethod
-    def _shrink(conn: duckdb.DuckDBPyConnection, spec: TableSpec, condition: str,
+    def _shrink(conn: duckdb.DuckDBPyConnection, spec: Table, condition: str,
                 params: list[Any], frame: pd.DataFrame, piece: Slice) -> Shrink | None:
         """The stored keys of one slice that ``frame`` lacks (None when it has them all)."""
         keys = ", ".join(f'"{c}"' for c in spec.key)
@@ -580,8 +495,8 @@ class Store:
             conn.unregister("_answer_keys")
         if not missing:
             return None
-        return Shrink(spec.name, dict(piece.where), _to_naive_utc(piece.start),
-                      _to_naive_utc(piece.end), int(stored), len(frame), int(missing),
+        return Shrink(spec.name, dict(piece.where), naive_utc_datetime(piece.start),
+                      naive_utc_datetime(piece.end), int(stored), len(frame), int(missing),
                       {c: str(v) for c, v in zip(spec.key, example[0], strict=True)})
 
     # ------------------------------------------------------------------ reads
@@ -606,10 +521,10 @@ class Store:
         params: list[Any] = []
         if start is not None:
             conditions.append(f'"{spec.time_column}" >= ?')
-            params.append(_to_naive_utc(start))
+            params.append(naive_utc_datetime(start))
         if end is not None:
             conditions.append(f'"{spec.time_column}" < ?')
-            params.append(_to_naive_utc(end))
+            params.append(naive_utc_datetime(end))
         for column, value in (where or {}).items():
             if column not in spec.all_columns:
                 raise StoreError(f"{table}: unknown column {column!r} in where")

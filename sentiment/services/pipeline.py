@@ -1,6 +1,12 @@
 """The pipeline's use of the core: inputs from the store, sentiment rows back to it.
 
-Shared by the Dagster backfill asset and the live job (``orchestration/``), which stay thin.
+One path for the backfill and the live job (``orchestration/`` stays thin):
+:func:`compute` reads a symbol and interval's stored bars and inputs, runs
+:func:`sentiment.history.compute_series` from a fresh engine state (backfill) or from the
+live checkpoint (live job), and adds the HMM layer with the walk-forward models (trained
+here where missing). The two differ only in where the engine state comes from and which
+rows they write.
+
 A backfill recomputes a symbol's history from its first stored bar up to the end of the
 range and replaces exactly the range's rows, so the result never depends on how the range
 was partitioned (DESIGN 8.4: it never touches the live ``tracker_state``).
@@ -14,10 +20,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sentiment import hmm
-from sentiment.config import INTERVAL_MINUTES, Config
-from sentiment.history import compute_history_and_transitions, with_hmm
-from sentiment.history import hmm_features as hmm_features_of
+from sentiment.config import Config
+from sentiment.core.timeutil import ms_to_datetime
+from sentiment.history import Series, compute_series, with_hmm
 from sentiment.io.store import Slice, Store
+from sentiment.models import INTERVAL_MINUTES
+from sentiment.services.finality import final_until_of, newest_rows
 
 #: Slower inputs read for a symbol, with the ``compute_history`` argument each feeds.
 INPUT_TABLES = {
@@ -39,10 +47,15 @@ def load_candles(store: Store, symbol: str, interval: str, end=None) -> pd.DataF
     return store.read("candles", end=end, where={"symbol": symbol, "interval": interval})
 
 
-def load_inputs(store: Store, config: Config, symbol: str, end=None, start=None
-                ) -> dict[str, pd.DataFrame]:
-    """The slower inputs of one symbol stamped in ``[start, end)``; None where a table is
-    empty or the input is switched off in the configuration."""
+#: The stream's inputs: they count only in the bar that holds them.
+STREAM_INPUTS = ("liquidations", "orderbook_imbalance")
+
+
+def load_inputs(store: Store, config: Config, symbol: str, end=None, start=None, *,
+                stream_start=None) -> dict[str, pd.DataFrame]:
+    """The slower inputs of one symbol stamped in ``[start, end)`` (the stream's from
+    ``stream_start`` when given); None where a table is empty or the input is switched off
+    in the configuration."""
     ex = config.exchange_data
     enabled = {
         "funding": ex.funding_rate,
@@ -58,7 +71,8 @@ def load_inputs(store: Store, config: Config, symbol: str, end=None, start=None
             out[arg] = None
             continue
         where = {} if table == "fear_greed" else {"symbol": symbol}
-        frame = store.read(table, start=start, end=end, where=where)
+        since = stream_start if stream_start is not None and arg in STREAM_INPUTS else start
+        frame = store.read(table, start=since, end=end, where=where)
         out[arg] = frame if len(frame) else None
     return out
 
@@ -111,6 +125,46 @@ def model_rows(models: list[hmm.RegimeModel]) -> pd.DataFrame:
 
 
 @dataclass
+class Computed:
+    """:func:`compute`'s answer: the series (rows with the HMM layer) and the models it
+    trained that were not stored yet."""
+
+    series: Series
+    models: list[hmm.RegimeModel]
+
+
+def compute(store: Store, config: Config, symbol: str, interval: str,
+            inputs: dict[str, pd.DataFrame | None], *, candles: pd.DataFrame | None = None,
+            resume: dict | None = None, final_until: dt.datetime | None = None) -> Computed:
+    """One symbol and interval, from its stored bars and ``inputs``: the engine from a fresh
+    state, or from ``resume`` (then only the bars after it), its checkpoint taken at the last
+    bar closed by ``final_until``; the HMM columns from the walk-forward models for every
+    boundary up to ``final_until`` (or the last bar), those not stored trained here."""
+    if candles is None:
+        candles = load_candles(store, symbol, interval)
+    series = compute_series(candles, config, symbol=symbol, interval=interval, inputs=inputs,
+                            resume=resume, checkpoint_until=final_until,
+                            with_features=config.hmm.enabled)
+    trained: list[hmm.RegimeModel] = []
+    rows = series.rows
+    if config.hmm.enabled and len(rows):
+        # Models for the boundaries whose bars are final: up to the checkpoint (live), or
+        # the last bar (backfill).
+        upto = pd.Timestamp(rows["timestamp"].iloc[-1]).to_pydatetime()
+        since = None
+        if final_until is not None:
+            upto = series.checkpoint_time
+            if series.resumed:
+                # Only the models the new rows use: the last boundary before them and on.
+                since = pd.Timestamp(rows["timestamp"].iloc[0]).to_pydatetime()
+                upto = upto or ms_to_datetime(resume["last_ms"])
+        models, trained = ensure_models(store, config, symbol, interval, series.features,
+                                        upto, since=since)
+        series.rows = with_hmm(rows, models, config, series.features)
+    return Computed(series, trained)
+
+
+@dataclass
 class BackfillResult:
     history: list[Slice]
     transitions: list[Slice]
@@ -124,21 +178,16 @@ def backfill(store: Store, config: Config, symbol: str, start: dt.datetime,
     ``[start, end)``, every configured interval, computed from the first stored bar, with
     the HMM fields from the walk-forward models (trained here where not yet stored)."""
     # The last bars close up to one interval after ``end``: read what is usable by then
-    # (compute_history itself keeps every bar to the data known at its close).
+    # (compute_series itself keeps every bar to the data known at its close).
     longest = max(interval_delta(i) for i in config.intervals)
     inputs = load_inputs(store, config, symbol, end=end + longest + dt.timedelta(minutes=1))
     result = BackfillResult([], [], 0)
     for interval in config.intervals:
         candles = load_candles(store, symbol, interval, end=end)
         lo, hi = start + interval_delta(interval), end + interval_delta(interval)
-        frame, trans = compute_history_and_transitions(candles, config=config, **inputs)
-        if config.hmm.enabled and len(frame):
-            volume = candles.sort_values("open_time")["volume"].to_numpy(dtype=float)
-            features = hmm_features_of(frame, volume, config)
-            upto = pd.Timestamp(frame["timestamp"].iloc[-1]).to_pydatetime()
-            models, new = ensure_models(store, config, symbol, interval, features, upto)
-            result.models += new
-            frame = with_hmm(frame, volume, models, config, features=features)
+        done = compute(store, config, symbol, interval, inputs, candles=candles)
+        result.models += done.models
+        frame, trans = done.series.rows, done.series.transitions
         keep = (frame["timestamp"] >= lo) & (frame["timestamp"] < hi)
         frame = frame[keep.to_numpy()].reset_index(drop=True)
         tkeep = (trans["timestamp"] >= lo) & (trans["timestamp"] < hi)
@@ -163,8 +212,6 @@ def train_latest(store: Store, config: Config) -> Trained:
     The boundary is the newest Monday 00:00 UTC up to which every input is in (the live
     job's finality rule), so the model equals the one a later backfill trains there.
     """
-    from sentiment.services.live import final_until_of, newest_rows
-
     out = Trained([], [])
     if not config.hmm.enabled:
         out.skipped.append("hmm.enabled is false")
@@ -178,10 +225,9 @@ def train_latest(store: Store, config: Config) -> Trained:
             if candles.empty:
                 out.skipped.append(f"{symbol} {interval}: no candles stored")
                 continue
-            frame, _ = compute_history_and_transitions(candles, config=config, **inputs)
-            volume = candles.sort_values("open_time")["volume"].to_numpy(dtype=float)
-            features = hmm_features_of(frame, volume, config)
-            last = min(pd.Timestamp(frame["timestamp"].iloc[-1]), pd.Timestamp(final))
+            features = compute_series(candles, config, symbol=symbol, interval=interval,
+                                      inputs=inputs, with_features=True).features
+            last = min(features.index[-1], pd.Timestamp(final))
             bounds = hmm.boundaries(features.index[0], last.to_pydatetime())
             if not bounds:
                 out.skipped.append(f"{symbol} {interval}: no Monday boundary in the data")

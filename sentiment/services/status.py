@@ -8,8 +8,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-# fear_greed_class: the one definition of alternative.me's bands (sentiment.models); the
-# dashboard imports it from here.
 from sentiment.models import fear_greed_class, sentiment_label
 
 BAR_WIDTH = 14

@@ -39,25 +39,13 @@ from pathlib import Path
 
 from sentiment.core.liquidations import LiquidationMonitor, LiquidationReading, check_liquidation
 from sentiment.core.orderbook import BadBook, BookGap, OrderBook
+from sentiment.core.timeutil import DAY_MS
 from sentiment.errors import InputError
+from sentiment.io.sources.bybit_fields import TICKER_FIELDS
 from sentiment.models import MAX_PRICE, MAX_SIZE
 
 log = logging.getLogger(__name__)
 
-#: Ticker fields kept (Bybit name -> column); all numbers except nextFundingTime (ms).
-TICKER_FIELDS = {
-    "lastPrice": "last_price", "markPrice": "mark_price", "indexPrice": "index_price",
-    "prevPrice24h": "prev_price_24h", "price24hPcnt": "price_24h_pcnt",
-    "highPrice24h": "high_price_24h", "lowPrice24h": "low_price_24h",
-    "prevPrice1h": "prev_price_1h", "openInterest": "open_interest",
-    "openInterestValue": "open_interest_value", "turnover24h": "turnover_24h",
-    "volume24h": "volume_24h", "fundingRate": "funding_rate",
-    "nextFundingTime": "next_funding_time", "bid1Price": "bid1_price",
-    "bid1Size": "bid1_size", "ask1Price": "ask1_price", "ask1Size": "ask1_size",
-}
-
-
-DAY_MS = 86_400_000
 _PRICE = (0.0, MAX_PRICE, True)  # (low, high, low excluded)
 _AMOUNT = (0.0, MAX_SIZE, False)
 #: What a ticker value may be (Bybit name -> range); "" is a field that does not apply.

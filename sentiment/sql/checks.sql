@@ -21,11 +21,17 @@ WHERE prev_time IS NOT NULL
 ORDER BY symbol, interval, open_time
 LIMIT 100;
 
--- name: candles_duplicates
-SELECT symbol, interval, open_time, count(*) AS n
+-- name: candles_off_grid
+-- Bars whose open time is off their interval's UTC grid: minute intervals open on multiples
+-- of their length from 00:00 UTC, D at 00:00 UTC, W on Monday 00:00 UTC (1970-01-05 was a
+-- Monday). A bar off the grid means a shifted clock (local time, seconds read as
+-- milliseconds): it lands in the wrong day and disagrees with every chart's bars.
+SELECT symbol, interval, open_time
 FROM candles
-GROUP BY ALL
-HAVING count(*) > 1
+WHERE epoch_ms(open_time - CASE interval WHEN 'W' THEN INTERVAL 4 DAY ELSE INTERVAL 0 DAY END)
+      % CASE interval WHEN 'D' THEN 86400000 WHEN 'W' THEN 7 * 86400000
+                      ELSE CAST(interval AS BIGINT) * 60000 END <> 0
+ORDER BY symbol, interval, open_time
 LIMIT 100;
 
 -- name: candles_out_of_range

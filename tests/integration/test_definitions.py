@@ -16,7 +16,7 @@ def test_definitions_names():
                       "fear_greed", "sentiment_history", "hmm_models"}
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
     assert checks == {
-        "candles_no_gaps", "candles_unique_keys", "candles_values_in_range",
+        "candles_no_gaps", "candles_on_grid", "candles_values_in_range",
         "candles_freshness", "funding_rates_values_in_range", "funding_rates_freshness",
         "open_interest_values_in_range", "long_short_ratio_values_in_range",
         "fear_greed_values_in_range", "fear_greed_freshness",

@@ -85,7 +85,7 @@ def test_one_partition_holds_exactly_the_recorded_rows(defs, db_path, bundle):
     mats = result.asset_materializations_for_node("candles")
     assert mats[0].metadata["dagster/row_count"].value == 30
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks["candles_no_gaps"] and checks["candles_unique_keys"]
+    assert checks["candles_no_gaps"] and checks["candles_on_grid"]
     assert checks["candles_values_in_range"] and checks["long_short_ratio_values_in_range"]
 
 
@@ -109,7 +109,7 @@ def test_a_range_runs_as_one_run_and_leaves_no_gaps(defs, db_path):
                       ("ETHUSDT", "240"): 60, ("ETHUSDT", "60"): 240}
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["candles_no_gaps"]
-    assert checks["candles_unique_keys"]
+    assert checks["candles_on_grid"]
 
 
 def test_fear_greed_partitions(defs, db_path, bundle):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -159,3 +160,95 @@ def test_missing_file_and_broken_yaml_are_config_errors(tmp_path):
 def test_valid_cron_strings_load(text):
     assert parse_config(f"sentiment:\n  hmm: {{retrain_cron: '{text}'}}\n").hmm.retrain_cron \
         == text
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        # A value of the wrong kind is refused, never converted.
+        ("sentiment:\n  weights: {trend: true}\n", "sentiment.weights.trend", "got bool True"),
+        ("sentiment:\n  weights: {trend: '0.25'}\n", "sentiment.weights.trend",
+         "got str '0.25'"),
+        ("sentiment:\n  regime: {confirmation_bars: 6.0}\n",
+         "sentiment.regime.confirmation_bars", "expected an integer, got float 6.0"),
+        ("sentiment:\n  regime: {confirmation_bars: true}\n",
+         "sentiment.regime.confirmation_bars", "expected an integer, got bool True"),
+        ("sentiment:\n  hmm: {enabled: 1}\n", "sentiment.hmm.enabled",
+         "expected true or false, got int 1"),
+        ("sentiment:\n  start_date: 20220101\n", "sentiment.start_date",
+         "expected a date, got int 20220101"),
+        ("sentiment:\n  exchange_data: {orderbook_depth: true}\n",
+         "sentiment.exchange_data.orderbook_depth", "expected an integer"),
+        ("sentiment:\n  symbols: [\"BTCUSDT\\n\"]\n", "sentiment.symbols[0]", "Bybit symbol"),
+        ("sentiment:\n  hmm: {n_states: [2, 9]}\n", "sentiment.hmm.n_states", "at most 8"),
+        ("sentiment:\n  hmm: {n_states: [2, 1]}\n", "sentiment.hmm.n_states[1]", ">= 2, got 1"),
+        ("sentiment:\n  hmm: {min_bars: 2000}\n", "sentiment.hmm.min_bars", "window_bars"),
+        ("sentiment:\n  sources: {backoff_base_seconds: 10, backoff_max_seconds: 5}\n",
+         "sentiment.sources.backoff_max_seconds", ">= backoff_base_seconds"),
+        # The loader records where the file was read; the file cannot say so itself.
+        ("sentiment:\n  path: other.yaml\n", "sentiment.path", "unknown key"),
+        ("sentiment:\n  weights: {1: 0.5}\n", "sentiment.weights.1", "unknown key"),
+    ],
+)
+def test_values_of_the_wrong_kind_are_refused(text, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "bad.yaml")
+    assert info.value.key == key
+    assert str(info.value).startswith(f"bad.yaml: {key}: ")
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        # Sections in the order Config declares them, whatever the file's order.
+        ("sentiment:\n  stream: {ping_seconds: x}\n  weights: {trend: x}\n",
+         "sentiment.weights.trend"),
+        # Inside a section, the keys in the file's order.
+        ("sentiment:\n  regime: {event_bars: x, confirmation_bars: x}\n",
+         "sentiment.regime.event_bars"),
+        ("sentiment:\n  regime: {confirmation_bars: x, event_bars: x}\n",
+         "sentiment.regime.confirmation_bars"),
+        # An unknown key before the values of its section, the first by name ...
+        ("sentiment:\n  regime: {confirmation_bars: x, zzz: 1, bbb: 1}\n",
+         "sentiment.regime.bbb"),
+        ("sentiment:\n  weights: {trend: x}\n  zzz: 1\n", "sentiment.zzz"),
+        # ... but not before an earlier section's values.
+        ("sentiment:\n  weights: {trend: x}\n  stream: {zzz: 1}\n", "sentiment.weights.trend"),
+        ("sentiment:\n  weights: {trend: x}\n  history: {persist_to_db: true}\n",
+         "sentiment.weights.trend"),
+        # A section-wide rule only once its values are valid.
+        ("sentiment:\n  regime: {adx_range_threshold: 30, confirmation_bars: 0}\n",
+         "sentiment.regime.confirmation_bars"),
+        ("sentiment:\n  path: x\n  enabled: true\n", "sentiment.enabled"),
+        ("sentiment:\n  path: x\n  aaa: 1\n", "sentiment.aaa"),
+    ],
+)
+def test_the_first_problem_in_reading_order_is_reported(text, key):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert info.value.key == key
+
+
+def test_replace_keeps_the_path_and_validates_again():
+    config = load_config(REPO / "sentiment.yaml")
+    moved = dataclasses.replace(config, start_date=dt.date(2022, 3, 8))
+    assert moved.start_date == dt.date(2022, 3, 8)
+    assert moved.path == config.path
+    assert moved.regime == config.regime
+    assert dataclasses.replace(config.hmm, n_states=[4, 2, 4]).n_states == (2, 4)
+    with pytest.raises(ValueError, match="adx_trend_threshold"):
+        dataclasses.replace(config.regime, adx_range_threshold=40.0)
+    with pytest.raises(ValueError, match="expected a date YYYY-MM-DD"):
+        dataclasses.replace(config, start_date="March")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.stream.flush_seconds = 1.0  # type: ignore[misc]
+
+
+def test_numbers_keep_their_types():
+    config = parse_config("sentiment:\n  stream: {flush_seconds: 3}\n  history: "
+                          "{buffer_size: 600}\n  intervals: [D, 60]\n")
+    assert config.stream.flush_seconds == 3.0
+    assert type(config.stream.flush_seconds) is float
+    assert type(config.history.buffer_size) is int
+    assert config.intervals == ("D", "60")

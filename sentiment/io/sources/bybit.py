@@ -32,7 +32,10 @@ import numpy as np
 import pandas as pd
 import requests
 
+from sentiment.core.timeutil import MINUTE_MS
 from sentiment.errors import TransientSourceError
+from sentiment.io.retry import SOURCES
+from sentiment.io.sources.bybit_fields import FIELD_OF_TICKER_COLUMN, TICKER_FIELDS
 from sentiment.io.sources.http import (
     MAX_EPOCH_MS,
     HttpTransport,
@@ -47,7 +50,8 @@ from sentiment.io.sources.http import (
     to_epoch_ms,
     to_utc,
 )
-from sentiment.models import MAX_PRICE, MAX_SIZE
+from sentiment.io.tables import TABLES
+from sentiment.models import INTERVAL_MINUTES, MAX_PRICE, MAX_SIZE, PERIOD_MINUTES
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +62,10 @@ RATE_LIMIT = RateLimit(requests=600, per_seconds=5.0)
 
 #: Kline interval codes and their length in milliseconds. Monthly bars ("M") vary in length,
 #: so "is this bar closed" cannot be answered from the code alone: they are not supported.
-INTERVAL_MS: dict[str, int] = {
-    **{code: int(code) * 60_000 for code in ("1", "3", "5", "15", "30", "60", "120", "240",
-                                             "360", "720")},
-    "D": 86_400_000,
-    "W": 7 * 86_400_000,
-}
+INTERVAL_MS: dict[str, int] = {code: minutes * MINUTE_MS
+                               for code, minutes in INTERVAL_MINUTES.items()}
 #: ``intervalTime`` (open interest) and ``period`` (account ratio) codes.
-PERIODS = ("5min", "15min", "30min", "1h", "4h", "1d")
+PERIODS = tuple(PERIOD_MINUTES)
 
 #: API limits: rows per page.
 KLINE_PAGE = 1000
@@ -96,33 +96,14 @@ RATIO_SUM_TOLERANCE = 0.01
 KEY_FIELDS = {"open_time": "startTime", "funding_time": "fundingRateTimestamp",
               "ts": "timestamp", "symbol": "symbol"}
 
-KLINE_COLUMNS = ["symbol", "interval", "open_time", "open", "high", "low", "close", "volume",
-                 "turnover"]
-FUNDING_COLUMNS = ["symbol", "funding_time", "funding_rate"]
-OPEN_INTEREST_COLUMNS = ["symbol", "interval", "ts", "open_interest"]
-LONG_SHORT_COLUMNS = ["symbol", "period", "ts", "buy_ratio", "sell_ratio"]
-#: Ticker output column <- Bybit field; every one but ``symbol`` may be "" (NaN / NaT).
-TICKER_FIELDS = {
-    "last_price": "lastPrice",
-    "mark_price": "markPrice",
-    "index_price": "indexPrice",
-    "prev_price_24h": "prevPrice24h",
-    "price_24h_pcnt": "price24hPcnt",
-    "high_price_24h": "highPrice24h",
-    "low_price_24h": "lowPrice24h",
-    "prev_price_1h": "prevPrice1h",
-    "open_interest": "openInterest",
-    "open_interest_value": "openInterestValue",
-    "turnover_24h": "turnover24h",
-    "volume_24h": "volume24h",
-    "funding_rate": "fundingRate",
-    "next_funding_time": "nextFundingTime",
-    "bid1_price": "bid1Price",
-    "bid1_size": "bid1Size",
-    "ask1_price": "ask1Price",
-    "ask1_size": "ask1Size",
-}
-TICKER_COLUMNS = ["symbol", "ts", *TICKER_FIELDS]
+#: Each endpoint's frame has its table's columns (sentiment.io.tables), in table order.
+KLINE_COLUMNS = list(TABLES["candles"].all_columns)
+FUNDING_COLUMNS = list(TABLES["funding_rates"].all_columns)
+OPEN_INTEREST_COLUMNS = list(TABLES["open_interest"].all_columns)
+LONG_SHORT_COLUMNS = list(TABLES["long_short_ratio"].all_columns)
+#: Ticker columns; every one but ``symbol`` may be "" (NaN / NaT). Bybit's field of each
+#: column: :data:`~sentiment.io.sources.bybit_fields.FIELD_OF_TICKER_COLUMN`.
+TICKER_COLUMNS = list(TABLES["tickers"].all_columns)
 TICKER_RANGES = {
     **dict.fromkeys(["last_price", "mark_price", "index_price", "prev_price_24h",
                      "high_price_24h", "low_price_24h", "prev_price_1h", "bid1_price",
@@ -463,7 +444,7 @@ def parse_tickers(
         "symbol": pd.Series(names, dtype=str),
         "ts": np.full(len(rows), ts.to_datetime64(), dtype="datetime64[ns]"),
     }
-    for column, field in TICKER_FIELDS.items():
+    for field, column in TICKER_FIELDS.items():
         values = dict_column(rows, field, ctx, optional=True)
         if column == "next_funding_time":
             values = [None if str(v).strip() == "0" else v for v in values]
@@ -473,7 +454,7 @@ def parse_tickers(
     frame = _frame(TICKER_COLUMNS, data, len(rows))
     return _tidy(
         frame, "symbol", ctx,
-        ranges={c: (TICKER_FIELDS[c], r) for c, r in TICKER_RANGES.items()},
+        ranges={c: (FIELD_OF_TICKER_COLUMN[c], r) for c, r in TICKER_RANGES.items()},
         rules=[("highPrice24h", frame["high_price_24h"] < frame["low_price_24h"],
                 "highPrice24h {high_price_24h} is below lowPrice24h {low_price_24h}")],
     )
@@ -505,10 +486,10 @@ class BybitClient:
         base_url: str,
         *,
         category: str = "linear",
-        timeout: float = 10.0,
-        max_retries: int = 5,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
+        timeout: float = SOURCES.timeout_seconds,
+        max_retries: int = SOURCES.max_retries,
+        backoff_base: float = SOURCES.backoff_base_seconds,
+        backoff_max: float = SOURCES.backoff_max_seconds,
         sleep: Callable[[float], Any] = time.sleep,
         rng: Callable[[], float] = random.random,
     ):

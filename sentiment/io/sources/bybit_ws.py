@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 import websocket
 
 from sentiment.errors import SourceError
+from sentiment.io.retry import STREAM
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,11 @@ class BybitStream:
     def __init__(self, url: str, topics: Sequence[str],
                  on_message: Callable[[Mapping], str | None], *,
                  tick: Callable[[], None] | None = None, tick_seconds: float = 1.0,
-                 ping_seconds: float = 20.0, dead_seconds: float = 45.0,
-                 backoff_seconds: float = 0.5, max_backoff_seconds: float = 30.0,
-                 connect_timeout: float = 10.0):
+                 ping_seconds: float = STREAM.ping_seconds,
+                 dead_seconds: float = STREAM.dead_seconds,
+                 backoff_seconds: float = STREAM.backoff_seconds,
+                 max_backoff_seconds: float = STREAM.max_backoff_seconds,
+                 connect_timeout: float = STREAM.connect_timeout_seconds):
         self.url = url
         self.topics = list(topics)
         self.on_message = on_message

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sentiment.io.retry import SOURCES
 from sentiment.io.sources.http import (
     HttpTransport,
     Range,
@@ -32,6 +33,7 @@ from sentiment.io.sources.http import (
     seconds_column,
     to_utc,
 )
+from sentiment.io.tables import TABLES
 
 SOURCE = "fear_greed"
 ENDPOINT = "fng"
@@ -40,7 +42,7 @@ ENDPOINT = "fng"
 #: 0.5 requests/s stays within 50 in any minute.
 RATE_LIMIT = RateLimit(requests=60, per_seconds=60.0, headroom=0.5, burst=20)
 
-COLUMNS = ["ts", "value", "classification"]
+COLUMNS = list(TABLES["fear_greed"].all_columns)
 
 
 def parse_fear_greed(payload: Any, *, ctx: ResponseContext | None = None) -> pd.DataFrame:
@@ -105,10 +107,10 @@ class FearGreedClient:
         self,
         base_url: str,
         *,
-        timeout: float = 10.0,
-        max_retries: int = 5,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
+        timeout: float = SOURCES.timeout_seconds,
+        max_retries: int = SOURCES.max_retries,
+        backoff_base: float = SOURCES.backoff_base_seconds,
+        backoff_max: float = SOURCES.backoff_max_seconds,
         sleep: Callable[[float], Any] = time.sleep,
         rng: Callable[[], float] = random.random,
     ):

@@ -37,7 +37,9 @@ import pandas as pd
 import requests
 import urllib3
 
+from sentiment.core.timeutil import naive_utc
 from sentiment.errors import SourceBlockedError, SourceError, TransientSourceError
+from sentiment.io.retry import SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +202,10 @@ class HttpTransport:
         *,
         display_name: str,
         rate_limit: RateLimit,
-        timeout: float = 10.0,
-        max_retries: int = 5,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
+        timeout: float = SOURCES.timeout_seconds,
+        max_retries: int = SOURCES.max_retries,
+        backoff_base: float = SOURCES.backoff_base_seconds,
+        backoff_max: float = SOURCES.backoff_max_seconds,
         sleep: Callable[[float], Any] = time.sleep,
         rng: Callable[[], float] = random.random,
         now: Callable[[], float] = time.time,
@@ -623,13 +625,11 @@ def to_utc(value: Any, *, name: str = "time") -> pd.Timestamp:
             f"{name} must be a datetime, date, pandas Timestamp or ISO string, got {value!r}"
         )
     try:
-        ts = pd.Timestamp(value)
+        ts = naive_utc(value)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} is not a time: {value!r}") from exc
     if ts is pd.NaT:
         raise ValueError(f"{name} is not a time: {value!r}")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.as_unit("ns")
 
 
