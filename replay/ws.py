@@ -72,8 +72,10 @@ class ReplayStream:
     def start(self) -> ReplayStream:
         if self._server is None:
             self._stopping.clear()
+            # close_timeout: a dropped client that never answers the close frame is cut
+            # off after 1 s (websockets waits 10 s by default).
             self._server = serve(self._handle, self.host, self._port, compression=None,
-                                 ping_interval=None)
+                                 ping_interval=None, close_timeout=1.0)
             self._thread = threading.Thread(target=self._server.serve_forever,
                                             name="replay-ws", daemon=True)
             self._thread.start()
