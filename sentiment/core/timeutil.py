@@ -62,6 +62,8 @@ def epoch_ms(value: Any) -> int:
     ValueError
         Text that is not a time, NaT, or a number that is not finite.
     """
+    if isinstance(value, pd.Timestamp):  # the common case (frame rows): no conversion
+        return int(value.value // 1_000_000)  # UTC nanoseconds, naive or aware
     if isinstance(value, bool):
         raise TypeError(f"not a time: {value!r}")
     if isinstance(value, int | np.integer):
