@@ -23,8 +23,6 @@ responses can be checked directly.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,14 +32,13 @@ import requests
 
 from sentiment.core.timeutil import MINUTE_MS
 from sentiment.errors import TransientSourceError
-from sentiment.io.retry import SOURCES
 from sentiment.io.sources.bybit_fields import FIELD_OF_TICKER_COLUMN, TICKER_FIELDS
 from sentiment.io.sources.http import (
     MAX_EPOCH_MS,
-    HttpTransport,
     Range,
     RateLimit,
     ResponseContext,
+    RestClient,
     Retry,
     check_rows,
     dict_column,
@@ -464,7 +461,7 @@ def parse_tickers(
 # Client
 
 
-class BybitClient:
+class BybitClient(RestClient):
     """Bybit V5 public market-data client (one ``requests.Session``).
 
     Parameters
@@ -481,40 +478,13 @@ class BybitClient:
         ``time.sleep`` and ``random.random``; tests pass fakes so they never wait.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        category: str = "linear",
-        timeout: float = SOURCES.timeout_seconds,
-        max_retries: int = SOURCES.max_retries,
-        backoff_base: float = SOURCES.backoff_base_seconds,
-        backoff_max: float = SOURCES.backoff_max_seconds,
-        sleep: Callable[[float], Any] = time.sleep,
-        rng: Callable[[], float] = random.random,
-    ):
-        self.base_url = base_url.rstrip("/")
+    SOURCE = SOURCE
+    DISPLAY_NAME = "Bybit"
+    RATE_LIMIT = RATE_LIMIT
+
+    def __init__(self, base_url: str, *, category: str = "linear", **retry: Any):
+        super().__init__(base_url.rstrip("/"), **retry)
         self.category = category
-        self.transport = HttpTransport(
-            SOURCE,
-            display_name="Bybit",
-            rate_limit=RATE_LIMIT,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            sleep=sleep,
-            rng=rng,
-        )
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> BybitClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- transport -------------------------------------------------------------------------
 

@@ -13,20 +13,16 @@ Transport, retries and rate limiting are shared with the Bybit client
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sentiment.io.retry import SOURCES
 from sentiment.io.sources.http import (
-    HttpTransport,
     Range,
     RateLimit,
     ResponseContext,
+    RestClient,
     check_rows,
     dict_column,
     float_column,
@@ -92,7 +88,7 @@ def parse_fear_greed(payload: Any, *, ctx: ResponseContext | None = None) -> pd.
     )
 
 
-class FearGreedClient:
+class FearGreedClient(RestClient):
     """alternative.me Fear & Greed Index client (one ``requests.Session``).
 
     Parameters
@@ -103,38 +99,9 @@ class FearGreedClient:
         As for :class:`~sentiment.io.sources.bybit.BybitClient`.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = SOURCES.timeout_seconds,
-        max_retries: int = SOURCES.max_retries,
-        backoff_base: float = SOURCES.backoff_base_seconds,
-        backoff_max: float = SOURCES.backoff_max_seconds,
-        sleep: Callable[[float], Any] = time.sleep,
-        rng: Callable[[], float] = random.random,
-    ):
-        self.base_url = base_url
-        self.transport = HttpTransport(
-            SOURCE,
-            display_name="alternative.me",
-            rate_limit=RATE_LIMIT,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            sleep=sleep,
-            rng=rng,
-        )
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> FearGreedClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    SOURCE = SOURCE
+    DISPLAY_NAME = "alternative.me"
+    RATE_LIMIT = RATE_LIMIT
 
     def _fetch(self, limit: int) -> pd.DataFrame:
         ctx = ResponseContext(SOURCE, ENDPOINT)

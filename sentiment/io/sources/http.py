@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -348,6 +348,48 @@ class HttpTransport:
     def seconds_until(self, epoch_ms: float) -> float:
         """Seconds from now until a Unix time in milliseconds (negative when past)."""
         return epoch_ms / 1000.0 - self._now()
+
+
+class RestClient:
+    """What every REST client shares: one :class:`HttpTransport` built from the retry
+    settings, closed with the client (``with`` works). Subclasses name the service."""
+
+    SOURCE: str
+    DISPLAY_NAME: str
+    RATE_LIMIT: RateLimit
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = SOURCES.timeout_seconds,
+        max_retries: int = SOURCES.max_retries,
+        backoff_base: float = SOURCES.backoff_base_seconds,
+        backoff_max: float = SOURCES.backoff_max_seconds,
+        sleep: Callable[[float], Any] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ):
+        self.base_url = base_url
+        self.transport = HttpTransport(
+            self.SOURCE,
+            display_name=self.DISPLAY_NAME,
+            rate_limit=self.RATE_LIMIT,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            sleep=sleep,
+            rng=rng,
+        )
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _DeadlineError(Exception):
