@@ -35,7 +35,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-test: install $(CHROMIUM)
+# The PostgreSQL store's tests start a throwaway server from Debian's package (initdb, pg_ctl).
+POSTGRES := /usr/lib/postgresql
+$(POSTGRES):
+	$(SUDO) apt-get install -y --no-install-recommends postgresql || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql)
+
+test: install $(CHROMIUM) $(POSTGRES)
 	$(BIN)/python -m pytest -q
 
 # The unit tests only (no replay exchange, Dagster run or browser): the edit-and-rerun loop.

@@ -18,6 +18,10 @@ Design points (DESIGN sections 4, 5 and 8.13-8.15):
   replaced before a write commits, the write fails instead of recreating a database that
   would hold only this run's rows. ``:memory:`` is refused (every short-lived connection
   would get its own empty database and every write would vanish).
+* ``SENTIMENT_DB=postgresql://...`` selects a PostgreSQL database behind the same interface
+  (DESIGN 7 and 9.5): same tables, keys and transactions, rows sent with ``COPY``
+  (:mod:`sentiment.io.postgres` speaks the dialect). There is no file to pin and no
+  single-writer lock to wait for there: MVCC lets readers and writers run at once.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import pandas as pd
 
 from sentiment.core.timeutil import naive_utc_datetime
 from sentiment.errors import SentimentError
+from sentiment.io import postgres
 from sentiment.io.retry import STORE_LOCK
 from sentiment.io.tables import TABLES, Table, create_statements
 
@@ -44,6 +49,11 @@ SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 VIEWS_FILE = SQL_DIR / "views.sql"
 #: The tables' DDL, generated from their one definition (:mod:`sentiment.io.tables`).
 SCHEMA_SQL = create_statements("duckdb")
+#: The same tables for ``SENTIMENT_DB=postgresql://...``, and the views in its dialect.
+POSTGRES_SCHEMA_SQL = create_statements(postgres.DIALECT)
+POSTGRES_VIEWS_FILE = SQL_DIR / postgres.DIALECT / "views.sql"
+#: Errors of a write that a frame caused (a duplicate key, a NULL in a required column).
+CONSTRAINT_ERRORS = (duckdb.ConstraintException, *postgres.CONSTRAINT_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -161,11 +171,10 @@ def _spec(table: str) -> Table:
         raise StoreError(f"unknown table {table!r}; known: {', '.join(TABLES)}") from None
 
 
-def named_queries(filename: str) -> dict[str, str]:
-    """The queries of ``sentiment/sql/<filename>``, keyed by their ``-- name: xxx`` header."""
+def _parse_queries(path: Path) -> dict[str, str]:
     queries: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in (SQL_DIR / filename).read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("-- name:"):
             current = queries.setdefault(line.split(":", 1)[1].strip(), [])
         elif current is not None:
@@ -173,13 +182,31 @@ def named_queries(filename: str) -> dict[str, str]:
     return {name: "\n".join(lines).strip() for name, lines in queries.items()}
 
 
+def named_queries(filename: str) -> dict[str, str]:
+    """The queries of ``sentiment/sql/<filename>``, keyed by their ``-- name: xxx`` header.
+
+    A query with the same name in ``sentiment/sql/postgresql/<filename>`` is its PostgreSQL
+    variant: a PostgreSQL store runs it in place of the text returned here, so callers pass
+    one text whatever the backend.
+    """
+    queries = _parse_queries(SQL_DIR / filename)
+    variants = SQL_DIR / postgres.DIALECT / filename
+    if variants.exists():
+        for name, text in _parse_queries(variants).items():
+            if name not in queries:
+                raise StoreError(f"{variants}: {name!r} varies no query of {filename}")
+            postgres.register_variant(queries[name], text)
+    return queries
+
+
 class Store:
-    """A DuckDB file with the project's schema.
+    """A DuckDB file (or a PostgreSQL database) with the project's schema.
 
     Parameters
     ----------
     path
-        The database file (``SENTIMENT_DB``), created with its directory if missing.
+        The database file (``SENTIMENT_DB``), created with its directory if missing; or a
+        ``postgresql://`` URL, whose database must exist (the tables are created).
     lock_timeout
         Seconds to keep retrying a file another process holds before giving up.
     identity
@@ -193,10 +220,21 @@ class Store:
 
     def __init__(self, path: str | Path, *, lock_timeout: float = STORE_LOCK.timeout_seconds,
                  identity: str | None = None):
-        self.path = _database_path(path)
         self.lock_timeout = lock_timeout
+        self._session: Any = None
+        #: ``"duckdb"`` or ``"postgresql"``: which SQL dialect the database speaks.
+        self.dialect = postgres.DIALECT if postgres.is_url(path) else "duckdb"
+        if self.dialect == postgres.DIALECT:
+            self.url = str(path).strip()
+            self.path: Any = postgres.redacted(self.url)  # what messages name
+            self._identity = None
+            return
+        self.path = _database_path(path)
         self._identity = identity or _file_identity(self.path)
-        self._session: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == postgres.DIALECT
 
     @property
     def identity(self) -> str | None:
@@ -205,7 +243,7 @@ class Store:
 
     def check_file(self) -> None:
         """Raise :class:`StoreError` if the pinned database file was deleted or replaced."""
-        if self._identity is None:
+        if self._identity is None or self.is_postgres:
             return
         current = _file_identity(self.path)
         if current == self._identity:
@@ -233,7 +271,12 @@ class Store:
 
     # ------------------------------------------------------------------ connections
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _open(self, read_only: bool) -> Any:
+        if self.is_postgres:
+            try:
+                return postgres.connect(self.url, read_only=read_only)
+            except postgres.psycopg.OperationalError as exc:
+                raise StoreError(f"database {self.path}: cannot connect: {exc}") from exc
         if not read_only:
             self.check_file()  # before anything can create a new, empty file
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,16 +319,18 @@ class Store:
                 waiting.unlink(missing_ok=True)
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, read_only: bool = False) -> Iterator[Any]:
         """A short-lived connection, always closed (also when the body raises).
 
         A write connection applies the schema first (idempotent ``CREATE ... IF NOT EXISTS``).
         A read-only connection on a file that does not exist yet raises ``FileNotFoundError``.
+        On PostgreSQL the connection is a :class:`sentiment.io.postgres.PgConnection`, which
+        runs the same SQL (``execute(sql, params).df()``).
         """
         if self._session is not None:
             yield self._session
             return
-        if read_only and not self.path.exists():
+        if read_only and not self.is_postgres and not self.path.exists():
             raise FileNotFoundError(f"database {self.path} does not exist yet")
         conn = self._open(read_only)
         try:
@@ -301,7 +346,24 @@ class Store:
         finally:
             conn.close()
 
-    def _apply_schema(self, conn: duckdb.DuckDBPyConnection, *, force: bool = False) -> None:
+    def _apply_schema(self, conn: Any, *, force: bool = False) -> None:
+        if self.is_postgres:
+            key = (self.url, None)
+            if key in Store._schema_applied and not force:
+                return
+            # Two processes creating the same table at once would collide in the catalog
+            # (CREATE ... IF NOT EXISTS is not atomic there): one at a time.
+            conn.execute("BEGIN")
+            try:
+                conn.execute("SELECT pg_advisory_xact_lock(8021527447)")
+                conn.execute(POSTGRES_SCHEMA_SQL)
+                conn.execute(POSTGRES_VIEWS_FILE.read_text(encoding="utf-8"))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            Store._schema_applied.add(key)
+            return
         # Keyed by the file too: a database recreated at the same path needs its schema.
         key = (str(self.path.resolve()), self._identity)
         if key in Store._schema_applied and not force:
@@ -340,11 +402,16 @@ class Store:
         return frame
 
     @staticmethod
-    def _insert(
-        conn: duckdb.DuckDBPyConnection, spec: Table, frame: pd.DataFrame, *, replace: bool
-    ) -> int:
+    def _insert(conn: Any, spec: Table, frame: pd.DataFrame, *, replace: bool) -> int:
         if frame.empty:
             return 0
+        if isinstance(conn, postgres.PgConnection):
+            conn.stage("_incoming", spec, frame)
+            cols = ", ".join(f'"{c}"' for c in frame.columns)
+            conn.execute(postgres.upsert_sql(spec, list(frame.columns), "_incoming") if replace
+                         else f'INSERT INTO "{spec.name}" ({cols}) SELECT {cols} FROM _incoming')
+            conn.unstage("_incoming")
+            return len(frame)
         cols = ", ".join(f'"{c}"' for c in frame.columns)
         verb = "INSERT OR REPLACE INTO" if replace else "INSERT INTO"
         conn.register("_incoming", frame)
@@ -443,8 +510,10 @@ class Store:
                     written += self._insert(conn, spec, frame, replace=True)
                 self.check_file()  # an open handle on a deleted file would commit into nothing
                 conn.execute("COMMIT")
-            except duckdb.ConstraintException as exc:
+            except CONSTRAINT_ERRORS as exc:
                 conn.execute("ROLLBACK")
+                # Both name the table: DuckDB's message and PostgreSQL's ("... constraint
+                # "candles_pkey"", "... of relation "candles" ...").
                 raise StoreError(f"{exc}") from exc
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -474,7 +543,7 @@ class Store:
         return " AND ".join(conditions), params, frame, piece
 
     @staticmethod
-    def _shrink(conn: duckdb.DuckDBPyConnection, spec: Table, condition: str,
+    def _shrink(conn: Any, spec: Table, condition: str,
                 params: list[Any], frame: pd.DataFrame, piece: Slice) -> Shrink | None:
         """The stored keys of one slice that ``frame`` lacks (None when it has them all)."""
         keys = ", ".join(f'"{c}"' for c in spec.key)
@@ -485,14 +554,20 @@ class Store:
             return None
         lacking = f'SELECT {keys} FROM "{spec.name}" t WHERE {condition}'
         if not frame.empty:
-            conn.register("_answer_keys", frame[list(spec.key)])
+            if isinstance(conn, postgres.PgConnection):
+                conn.stage("_answer_keys", spec, frame[list(spec.key)])
+            else:
+                conn.register("_answer_keys", frame[list(spec.key)])
             match = " AND ".join(f'a."{c}" = t."{c}"' for c in spec.key)
             lacking += f" AND NOT EXISTS (SELECT 1 FROM _answer_keys a WHERE {match})"
         missing = conn.execute(f"SELECT count(*) FROM ({lacking})", params).fetchall()[0][0]
         example = (conn.execute(f"{lacking} ORDER BY {keys} LIMIT 1", params).fetchall()
                    if missing else [])
         if not frame.empty:
-            conn.unregister("_answer_keys")
+            if isinstance(conn, postgres.PgConnection):
+                conn.unstage("_answer_keys")
+            else:
+                conn.unregister("_answer_keys")
         if not missing:
             return None
         return Shrink(spec.name, dict(piece.where), naive_utc_datetime(piece.start),
@@ -557,7 +632,9 @@ class Store:
         rows = []
         with self.connect(read_only=read_only) as conn:
             present = {r[0] for r in conn.execute(
-                "SELECT table_name FROM information_schema.tables").fetchall()}
+                "SELECT table_name FROM information_schema.tables"
+                + (" WHERE table_schema = current_schema()" if self.is_postgres else "")
+            ).fetchall()}
             for name in tables or TABLES:
                 spec = _spec(name)
                 if name not in present:
