@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SENTIMENT_DB ?= data/sentiment.duckdb
 
-.PHONY: install lock demo test test-fast up bench bench-quality lint clean
+.PHONY: install lock demo test test-fast up bench bench-quality lint clean postgres-server
 
 install: $(VENV)/.installed
 
@@ -35,9 +35,10 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-# The PostgreSQL store's tests start a throwaway server from Debian's package (initdb, pg_ctl).
-POSTGRES := /usr/lib/postgresql
-$(POSTGRES):
+# The PostgreSQL store's tests start a throwaway server from Debian's package (its initdb and
+# pg_ctl; the client package alone has neither).
+POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) postgres-server)
+postgres-server:
 	$(SUDO) apt-get install -y --no-install-recommends postgresql || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql)
 

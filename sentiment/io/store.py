@@ -494,6 +494,7 @@ class Store:
                 statements.append((spec, *self._slice_statement(table, spec, piece)))
         upserts = [(_spec(t), self._frame(_spec(t), f)) for t, f in (upsert or {}).items()]
         written = 0
+        writing = ""  # the table being written, for a constraint error's message
         with self.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
@@ -504,17 +505,17 @@ class Store:
                 if shrinks:
                     raise ShrinkError(shrinks, source)
                 for spec, condition, params, frame, _ in statements:
+                    writing = spec.name
                     conn.execute(f'DELETE FROM "{spec.name}" WHERE {condition}', params)
                     written += self._insert(conn, spec, frame, replace=False)
                 for spec, frame in upserts:
+                    writing = spec.name
                     written += self._insert(conn, spec, frame, replace=True)
                 self.check_file()  # an open handle on a deleted file would commit into nothing
                 conn.execute("COMMIT")
             except CONSTRAINT_ERRORS as exc:
                 conn.execute("ROLLBACK")
-                # Both name the table: DuckDB's message and PostgreSQL's ("... constraint
-                # "candles_pkey"", "... of relation "candles" ...").
-                raise StoreError(f"{exc}") from exc
+                raise StoreError(f"{writing}: {exc}") from exc
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -560,7 +561,8 @@ class Store:
                 conn.register("_answer_keys", frame[list(spec.key)])
             match = " AND ".join(f'a."{c}" = t."{c}"' for c in spec.key)
             lacking += f" AND NOT EXISTS (SELECT 1 FROM _answer_keys a WHERE {match})"
-        missing = conn.execute(f"SELECT count(*) FROM ({lacking})", params).fetchall()[0][0]
+        missing = conn.execute(f"SELECT count(*) FROM ({lacking}) AS lacking",
+                               params).fetchall()[0][0]
         example = (conn.execute(f"{lacking} ORDER BY {keys} LIMIT 1", params).fetchall()
                    if missing else [])
         if not frame.empty:
