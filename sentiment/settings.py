@@ -64,6 +64,9 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bybit_base_url=read("BYBIT_BASE_URL"),
         bybit_ws_url=read("BYBIT_WS_URL"),
         fear_greed_url=read("FEAR_GREED_URL"),
-        stream_dir=read("SENTIMENT_STREAM_DIR") or os.path.join(
-            os.path.dirname(db_path) or ".", "stream"),
+        stream_dir=read("SENTIMENT_STREAM_DIR") or (
+            # A PostgreSQL database (postgresql://...) has no directory to stage beside.
+            os.path.join("data", "stream") if db_path.lower().startswith(
+                ("postgresql://", "postgres://"))
+            else os.path.join(os.path.dirname(db_path) or ".", "stream")),
     )

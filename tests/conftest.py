@@ -51,57 +51,17 @@ def db_path(tmp_path):
     return str(tmp_path / "sentiment.duckdb")
 
 
-def postgres_binaries() -> str | None:
-    """The newest ``/usr/lib/postgresql/*/bin`` holding ``initdb`` and ``pg_ctl`` (Debian's
-    ``postgresql`` package; ``make test`` installs it), or None."""
-    import glob
-
-    found = [d for d in glob.glob("/usr/lib/postgresql/*/bin")
-             if os.path.exists(os.path.join(d, "initdb")) and os.path.exists(
-                 os.path.join(d, "pg_ctl"))]
-    return max(found, key=lambda d: int(d.split("/")[-2]), default=None) if found else None
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A throwaway PostgreSQL server on a free port of 127.0.0.1 (trust authentication, no
-    Unix socket), its data in a temporary directory; yields ``postgresql://postgres@...``
-    without a database name. PostgreSQL refuses to run as root: the server runs as the
-    ``postgres`` OS user then."""
-    import socket
-    import subprocess
-    import tempfile
+    """A throwaway PostgreSQL server on 127.0.0.1 for the session (tests/pg_server.py):
+    ``postgresql://postgres@127.0.0.1:PORT``, without a database name."""
+    from pg_server import postgres_binaries, throwaway_postgres
 
     bin_dir = postgres_binaries()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql)")
-    as_user: list[str] = []
-    directory = tempfile.mkdtemp(prefix="sentiment-pg-")
-    if os.geteuid() == 0:
-        import pwd
-
-        user = pwd.getpwnam("postgres")
-        os.chown(directory, user.pw_uid, user.pw_gid)
-        os.chmod(directory, 0o700)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data = os.path.join(directory, "data")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", data, "-U", "postgres",
-                    "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                   check=True, capture_output=True)
-    options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' "
-               "-c fsync=off -c max_connections=100")
-    subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", data, "-o", options, "-w", "-t", "60",
-                    "-l", os.path.join(directory, "server.log"), "start"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(directory, ignore_errors=True)
+        pytest.skip("no PostgreSQL server binaries (make test installs Debian's postgresql)")
+    with throwaway_postgres(bin_dir) as url:
+        yield url
 
 
 @pytest.fixture
@@ -109,13 +69,11 @@ def pg_url(postgres_server, request):
     """A new, empty PostgreSQL database of its own for this test: its URL."""
     import re
 
-    import psycopg
+    from pg_server import create_database
 
     name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + (
         os.urandom(4).hex())
-    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{postgres_server}/{name}"
+    return create_database(postgres_server, name)
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])

@@ -244,3 +244,12 @@ def test_both_backends_return_the_same_frames(tmp_path, pg_url):
     for view in ("latest_sentiment", "regime_periods"):
         sql = f"SELECT * FROM {view} ORDER BY 1, 2, 3"
         pd.testing.assert_frame_equal(pg.query(sql), duck.query(sql))
+
+
+def test_a_postgresql_url_stages_the_stream_under_data():
+    from sentiment.settings import get_settings
+
+    settings = get_settings({"SENTIMENT_DB": "postgresql://u@127.0.0.1:5432/sentiment"})
+    assert settings.db_path.startswith("postgresql://")
+    assert settings.stream_dir == "data/stream"
+    assert get_settings({"SENTIMENT_DB": "x/y.duckdb"}).stream_dir == "x/stream"
