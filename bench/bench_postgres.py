@@ -4,7 +4,8 @@ The same ``Store.replace_range`` call (delete + insert in one transaction, the p
 write) and ``Store.upsert`` of new keys on each backend, on a throwaway PostgreSQL server
 started from Debian's package (``tests/pg_server.py``; fsync off, like the tests) and a
 temporary DuckDB file. Each figure is the best of 3 runs on a fresh database, including the
-connection, the transfer and the commit. Skips with a message when PostgreSQL's server
+connection, the transfer and the commit. ``python bench/bench_postgres.py ROWS`` writes another number of rows. Skips with a
+message when PostgreSQL's server
 binaries are not installed (``apt-get install postgresql``).
 """
 
@@ -59,17 +60,18 @@ def main() -> None:
         print("bench_postgres: skipped, no PostgreSQL server binaries under "
               "/usr/lib/postgresql/*/bin (apt-get install postgresql)")
         return
-    data = frame(ROWS)
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else ROWS
+    data = frame(rows)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["DuckDB"] = measure(lambda run: Store(Path(tmp) / f"{run}.duckdb"), data)
     with throwaway_postgres(bin_dir) as server:
         results["PostgreSQL (COPY)"] = measure(
             lambda run: Store(create_database(server, f"bench_{run}")), data)
-    print(f"bulk write of {ROWS:,} candle rows (best of {RUNS}, rows/s)")
+    print(f"bulk write of {rows:,} candle rows (best of {RUNS}, rows/s)")
     for backend, figures in results.items():
         for name, seconds in figures.items():
-            print(f"  {backend:<18} {name:<42} {ROWS / seconds / 1e6:6.2f} M rows/s "
+            print(f"  {backend:<18} {name:<42} {rows / seconds / 1e6:6.2f} M rows/s "
                   f"({seconds:.2f} s)")
 
 

@@ -406,10 +406,11 @@ class Store:
         if frame.empty:
             return 0
         if isinstance(conn, postgres.PgConnection):
+            if not replace:  # straight into the table: the key rejects a duplicate
+                conn.copy_into(spec.name, spec, frame)
+                return len(frame)
             conn.stage("_incoming", spec, frame)
-            cols = ", ".join(f'"{c}"' for c in frame.columns)
-            conn.execute(postgres.upsert_sql(spec, list(frame.columns), "_incoming") if replace
-                         else f'INSERT INTO "{spec.name}" ({cols}) SELECT {cols} FROM _incoming')
+            conn.execute(postgres.upsert_sql(spec, list(frame.columns), "_incoming"))
             conn.unstage("_incoming")
             return len(frame)
         cols = ", ".join(f'"{c}"' for c in frame.columns)
@@ -557,10 +558,14 @@ class Store:
         if not frame.empty:
             if isinstance(conn, postgres.PgConnection):
                 conn.stage("_answer_keys", spec, frame[list(spec.key)])
+                # The same keys as NOT EXISTS below: PostgreSQL has no statistics yet for
+                # rows this run just wrote and would plan NOT EXISTS as a nested loop
+                # (a million squared); EXCEPT is always hashed or sorted.
+                lacking += f" EXCEPT SELECT {keys} FROM _answer_keys"
             else:
                 conn.register("_answer_keys", frame[list(spec.key)])
-            match = " AND ".join(f'a."{c}" = t."{c}"' for c in spec.key)
-            lacking += f" AND NOT EXISTS (SELECT 1 FROM _answer_keys a WHERE {match})"
+                match = " AND ".join(f'a."{c}" = t."{c}"' for c in spec.key)
+                lacking += f" AND NOT EXISTS (SELECT 1 FROM _answer_keys a WHERE {match})"
         missing = conn.execute(f"SELECT count(*) FROM ({lacking}) AS lacking",
                                params).fetchall()[0][0]
         example = (conn.execute(f"{lacking} ORDER BY {keys} LIMIT 1", params).fetchall()
