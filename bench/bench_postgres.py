@@ -1,12 +1,12 @@
-"""Bulk write throughput of 1 M candle rows: PostgreSQL (COPY) against DuckDB.
+"""Bulk write throughput of 1 M candle rows: PostgreSQL (binary COPY) against DuckDB.
 
 The same ``Store.replace_range`` call (delete + insert in one transaction, the partition
 write) and ``Store.upsert`` of new keys on each backend, on a throwaway PostgreSQL server
 started from Debian's package (``tests/pg_server.py``; fsync off, like the tests) and a
 temporary DuckDB file. Each figure is the best of 3 runs on a fresh database, including the
-connection, the transfer and the commit. ``python bench/bench_postgres.py ROWS`` writes another number of rows. Skips with a
-message when PostgreSQL's server
-binaries are not installed (``apt-get install postgresql``).
+connection, the transfer and the commit. ``python bench/bench_postgres.py ROWS`` writes
+another number of rows. Skips with a message when PostgreSQL's server binaries are not
+installed (``apt-get install postgresql``).
 """
 
 from __future__ import annotations
