@@ -78,8 +78,8 @@ def bind(sql: str, params: Any) -> tuple[str, dict[str, Any] | None]:
             n = next(counter)
         elif match.group(6):
             return "%%"
-        else:
-            return match.group(0)
+        else:  # psycopg reads % everywhere, inside literals and comments too
+            return match.group(0).replace("%", "%%")
         used.add(n)
         return f"%(p{n})s"
 
