@@ -80,11 +80,9 @@ def test_production_instance_stores_everything_in_postgres(pg_env, tmp_path):
         db = _processed(data)["postgres_db"]
         assert (db["hostname"], db["port"], db["username"], db["password"],
                 db["db_name"]) == ("db.internal", 6543, "tracker", "s3cret", "dagster_prod")
-
-    from dagster_postgres.utils import pg_url_from_config
-
-    url = pg_url_from_config(_processed(ref.storage_data))
-    assert url == "postgresql://tracker:s3cret@db.internal:6543/dagster_prod"
+        # psycopg2, the driver dagster-postgres depends on (SQLAlchemy's default for
+        # postgresql:// is psycopg 3, under which its NOTIFY statements fail).
+        assert db["scheme"] == "postgresql+psycopg2"
 
 
 def test_production_instance_needs_the_connection_from_the_environment(pg_env, tmp_path,
@@ -281,6 +279,7 @@ def test_helm_values_one_pod_per_run_on_postgres_with_this_code_location():
     assert isinstance(pg["service"]["port"], int)
     assert values["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"]
+    assert pg["postgresqlScheme"] == "postgresql+psycopg2"
 
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     args = deployment["dagsterApiGrpcArgs"]
