@@ -36,7 +36,10 @@ def _defaults(function) -> dict:
 
 def test_every_rest_client_and_the_config_share_the_retry_defaults():
     wanted = {"timeout": 10.0, "max_retries": 5, "backoff_base": 0.5, "backoff_max": 30.0}
-    for function in (http.HttpTransport.__init__, bybit.BybitClient.__init__,
+    # Both clients take their retry settings through the one REST client base.
+    assert issubclass(bybit.BybitClient, http.RestClient)
+    assert issubclass(fear_greed.FearGreedClient, http.RestClient)
+    for function in (http.HttpTransport.__init__, http.RestClient.__init__,
                      fear_greed.FearGreedClient.__init__):
         got = _defaults(function)
         assert {k: got[k] for k in wanted} == wanted, function
