@@ -21,11 +21,12 @@ TEST_CODE = ("tests", "bench")
 # Declared but never imported: each is used another way, which the test checks.
 #   dagster-webserver: `dagster dev` (make up) serves the Dagster UI from it.
 #   pytest-timeout: a pytest plugin, configured by `timeout` in [tool.pytest.ini_options].
-#   dagster-postgres: the PostgreSQL-backed Dagster instance loads it by name (dagster.yaml's
-#     storage: postgres, module dagster_postgres); declared beside the PostgreSQL store.
+#   dagster-postgres: the PostgreSQL-backed Dagster instance loads it by name (the
+#     `storage: postgres:` of deploy/dagster/dagster.yaml).
 #   ruff, mypy: make lint.   pip-tools: make lock (pip-compile).
 RUNTIME_NOT_IMPORTED = {"dagster-webserver": ("Makefile", "dagster dev"),
-                        "dagster-postgres": ("pyproject.toml", "PostgreSQL-backed Dagster")}
+                        "dagster-postgres": ("deploy/dagster/dagster.yaml",
+                                             "storage:\n  postgres:\n")}
 DEV_NOT_IMPORTED = {
     "pytest-timeout": ("pyproject.toml", "\ntimeout = "),
     "ruff": ("Makefile", "$(BIN)/ruff check"),
