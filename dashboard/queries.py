@@ -15,7 +15,6 @@ import json
 import logging
 from collections import OrderedDict
 
-import duckdb
 import pandas as pd
 import streamlit as st
 
@@ -26,7 +25,7 @@ from sentiment.core.timeutil import epoch_ms, epoch_ms_array
 from sentiment.errors import SentimentError
 from sentiment.io.retry import DASHBOARD_LOCK_WAIT_SECONDS
 from sentiment.io.sources.bybit import BybitClient
-from sentiment.io.store import Store, named_queries
+from sentiment.io.store import MISSING_TABLE_ERRORS, Store, named_queries
 from sentiment.models import INTERVAL_MINUTES
 from sentiment.settings import Settings, get_settings
 
@@ -75,7 +74,7 @@ def _read(db_path: str, queries: list[tuple[str, list]]) -> list[pd.DataFrame]:
             frames = [conn.execute(SQL[name], params).df() for name, params in queries]
     except FileNotFoundError:
         raise NoData(f"No database at {db_path} yet.") from None
-    except duckdb.CatalogException:
+    except MISSING_TABLE_ERRORS:
         raise NoData(f"The database {db_path} has no sentiment tables yet.") from None
     except SentimentError as exc:  # the lock wait ran out
         log.info("dashboard read of %s waited out the lock: %s", db_path, exc)

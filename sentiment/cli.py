@@ -168,13 +168,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    import duckdb
     import pandas as pd
 
     from sentiment.config import load_config
     from sentiment.core.evaluation import evaluate, format_report, read_events
     from sentiment.errors import InputError
-    from sentiment.io.store import Store, named_queries
+    from sentiment.io.store import MISSING_TABLE_ERRORS, Store, named_queries
     from sentiment.settings import get_settings
 
     config = load_config()
@@ -209,7 +208,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             except FileNotFoundError:
                 print(f"no database at {store.path}: run `make demo` first", file=sys.stderr)
                 return 1
-            except duckdb.CatalogException:
+            except MISSING_TABLE_ERRORS:
                 print(f"no sentiment_history table in {store.path}: run `make demo` first",
                       file=sys.stderr)
                 return 1

@@ -54,6 +54,8 @@ POSTGRES_SCHEMA_SQL = create_statements(postgres.DIALECT)
 POSTGRES_VIEWS_FILE = SQL_DIR / postgres.DIALECT / "views.sql"
 #: Errors of a write that a frame caused (a duplicate key, a NULL in a required column).
 CONSTRAINT_ERRORS = (duckdb.ConstraintException, *postgres.CONSTRAINT_ERRORS)
+#: What a read of a table that does not exist yet raises, on either backend.
+MISSING_TABLE_ERRORS = (duckdb.CatalogException, *postgres.MISSING_TABLE_ERRORS)
 
 
 @dataclass(frozen=True)
