@@ -40,7 +40,13 @@ from sentiment.core.layout import (
     X,
 )
 from sentiment.core.regime import move_bars
-from sentiment.core.timeutil import MINUTE_MS, epoch_ms_array, ms_to_datetime, ms_to_timestamps
+from sentiment.core.timeutil import (
+    MINUTE_MS,
+    epoch_ms,
+    epoch_ms_array,
+    ms_to_datetime,
+    ms_to_timestamps,
+)
 from sentiment.errors import CheckpointMismatch, InputError
 from sentiment.models import HISTORY_COLUMNS, HISTORY_FLOAT_COLUMNS, INTERVAL_MINUTES, REGIMES
 from sentiment.tracker import CHECKPOINT_VERSION, CMF_PERIOD, KELTNER_MULT, SUPERTREND_FACTOR
@@ -262,8 +268,8 @@ class Series:
     transitions: pd.DataFrame
     #: The HMM features of every bar (``None`` unless asked for).
     features: pd.DataFrame | None
-    #: The engine state after the last bar closed by ``checkpoint_until`` (``None`` when no
-    #: bar fed here closed by then), and that bar's close.
+    #: The engine state after the last bar closed by ``checkpoint_until`` (``None`` without
+    #: ``checkpoint_until``, or when no bar fed here closed by then), and that bar's close.
     checkpoint: dict[str, Any] | None
     checkpoint_time: dt.datetime | None
     #: Whether the engine continued from the checkpoint it was given.
@@ -271,13 +277,13 @@ class Series:
 
 
 def engine_checkpoint(config: Config, symbol: str, interval: str, n_bars: int,
-                      state: np.ndarray) -> dict[str, Any]:
+                      state: np.ndarray, last_ms: int) -> dict[str, Any]:
     """The engine's state after ``n_bars`` bars, as plain JSON types. Everything else the
     rows depend on (indicators, as-of inputs) is a pure function of the stored bars and
     inputs, so this is all a run needs to continue."""
     return {"version": CHECKPOINT_VERSION, "symbol": symbol, "interval": interval,
             "params": engine.fingerprint(config, interval), "n_bars": n_bars,
-            "engine": [None if v != v else float(v) for v in state]}
+            "last_ms": last_ms, "engine": [None if v != v else float(v) for v in state]}
 
 
 def _resume(checkpoint: dict[str, Any], config: Config, symbol: str, interval: str,
@@ -347,15 +353,15 @@ def compute_series(candles: pd.DataFrame, config: Config, *, symbol: str, interv
     first, state = 0, engine.new_state()
     if resume is not None:
         first, state = _resume(resume, config, symbol, interval, close_ms)
-    # The checkpoint goes after the last bar closed by ``checkpoint_until``.
-    cut = n if checkpoint_until is None else int(np.searchsorted(
-        close_ms, (pd.Timestamp(checkpoint_until).value // 1_000_000), side="right"))
+    # The checkpoint goes after the last bar closed by ``checkpoint_until`` (none without).
+    cut = first if checkpoint_until is None else int(np.searchsorted(
+        close_ms, epoch_ms(checkpoint_until), side="right"))
     p = engine.params(config, interval)
     checkpoint, checkpoint_time = None, None
     if cut > first:
         ys_done = engine.run_batch(state, xs[first:cut], p)
-        checkpoint = engine_checkpoint(config, symbol, interval, cut, state)
-        checkpoint["last_ms"] = int(close_ms[cut - 1])
+        checkpoint = engine_checkpoint(config, symbol, interval, cut, state,
+                                       int(close_ms[cut - 1]))
         checkpoint_time = ms_to_datetime(close_ms[cut - 1])
         ys = np.vstack([ys_done, engine.run_batch(state, xs[cut:], p)])
     else:

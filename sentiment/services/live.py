@@ -156,7 +156,8 @@ STREAM_LOOKBACK = dt.timedelta(days=3)
 
 
 def checkpoint_of(store: Store, symbol: str, interval: str) -> dict | None:
-    """The live checkpoint of one symbol and interval (with ``last_ms``, its bar's close)."""
+    """The live checkpoint of one symbol and interval; ``last_ms`` (its bar's close) is read
+    from the row, which checkpoints of earlier versions did not repeat in the state."""
     rows = store.read("tracker_state", where={"symbol": symbol, "interval": interval})
     if rows.empty:
         return None
@@ -170,11 +171,21 @@ def _close_of(checkpoint: dict | None) -> dt.datetime | None:
     return ms_to_datetime(checkpoint["last_ms"])
 
 
+@dataclass
+class IntervalUpdate:
+    """What extending one symbol and interval produced (slices None: nothing to write)."""
+
+    bars: int = 0
+    final_until: dt.datetime | None = None  # the close of the last final bar
+    history: Slice | None = None
+    transitions: Slice | None = None
+    state: pd.DataFrame | None = None  # the tracker_state row, at a new final bar
+    models: list = field(default_factory=list)  # newly trained HMM models
+
+
 def update_symbol(store: Store, config: Config, symbol: str, final_until: dt.datetime
-                  ) -> dict[str, tuple]:
-    """Extend every interval of one symbol from its checkpoint. Per interval: (bars, last
-    final close, history slice, transition slice, tracker_state row, newly trained HMM
-    models); the slices are None when the symbol has no bars at that interval."""
+                  ) -> dict[str, IntervalUpdate]:
+    """Extend every interval of one symbol from its checkpoint."""
     resume = {i: checkpoint_of(store, symbol, i) for i in config.intervals}
     closes = [_close_of(c) for c in resume.values()]
     # The stream's rows count only in the bars that hold them: those after a checkpoint.
@@ -186,7 +197,7 @@ def update_symbol(store: Store, config: Config, symbol: str, final_until: dt.dat
     for interval in config.intervals:
         candles = load_candles(store, symbol, interval)
         if candles.empty:
-            out[interval] = (0, None, None, None, None, [])
+            out[interval] = IntervalUpdate()
             continue
         last_close = _close_of(resume[interval])
         try:
@@ -205,20 +216,20 @@ def update_symbol(store: Store, config: Config, symbol: str, final_until: dt.dat
                            final_until=final_until)
         series = done.series
         if series.rows.empty:
-            out[interval] = (0, last_close, None, None, None, [])
+            out[interval] = IntervalUpdate(final_until=last_close)
             continue
         where = {"symbol": symbol, "interval": interval}
         lo = (last_close + _MS) if last_close is not None else dt.datetime(1970, 1, 1)
         state_row = None
         if series.checkpoint is not None:
-            state = {k: v for k, v in series.checkpoint.items() if k != "last_ms"}
             state_row = pd.DataFrame([{"symbol": symbol, "interval": interval,
                                        "last_timestamp": series.checkpoint_time,
-                                       "state": json.dumps(state, allow_nan=False)}])
-        out[interval] = (len(series.rows), series.checkpoint_time or last_close,
-                         Slice(series.rows, lo, FAR_FUTURE, where),
-                         Slice(series.transitions, lo, FAR_FUTURE, where), state_row,
-                         done.models)
+                                       "state": json.dumps(series.checkpoint,
+                                                           allow_nan=False)}])
+        out[interval] = IntervalUpdate(
+            len(series.rows), series.checkpoint_time or last_close,
+            Slice(series.rows, lo, FAR_FUTURE, where),
+            Slice(series.transitions, lo, FAR_FUTURE, where), state_row, done.models)
     return out
 
 
@@ -253,19 +264,18 @@ def _live_update(store: Store, config: Config, now: dt.datetime,
     streams = stream_limits(store, config, now)
     for symbol in config.symbols:
         final_until = final_until_of(newest, config, symbol, streams.get(symbol))
-        for interval, (n, final, sh, st, state, trained) in update_symbol(
-                store, config, symbol, final_until).items():
-            models += trained
-            result.bars[(symbol, interval)] = n
-            result.final_until[(symbol, interval)] = final
-            if sh is None:
+        for interval, done in update_symbol(store, config, symbol, final_until).items():
+            models += done.models
+            result.bars[(symbol, interval)] = done.bars
+            result.final_until[(symbol, interval)] = done.final_until
+            if done.history is None or done.transitions is None:
                 continue
-            history.append(sh)
-            transitions.append(st)
-            if state is not None:
-                states.append(state)
+            history.append(done.history)
+            transitions.append(done.transitions)
+            if done.state is not None:
+                states.append(done.state)
             iv = interval_delta(interval)
-            for ts in sh.frame["timestamp"]:
+            for ts in done.history.frame["timestamp"]:
                 result.touched_dates.add(((pd.Timestamp(ts) - iv).strftime("%Y-%m-%d"),
                                           symbol))
     upsert = {"tracker_state": pd.concat(states, ignore_index=True)} if states else {}
