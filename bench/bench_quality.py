@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sentiment.core import evaluation  # noqa: E402
 from sentiment.config import load_config  # noqa: E402
+from sentiment.core import evaluation  # noqa: E402
 from sentiment.history import compute_history, with_walk_forward_hmm  # noqa: E402
 from sentiment.io.csvfiles import read_candles, read_fear_greed, read_funding  # noqa: E402
 
