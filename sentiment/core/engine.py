@@ -255,7 +255,7 @@ def engine_step(state, x, p, y):
     rg.remember_bar(s_reg, x, p)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # other threads run while a batch computes
 def run_batch(state, xs, p):
     """``engine_step`` over every row of ``xs`` (T, N_INPUTS); returns (T, N_OUTPUTS)."""
     n = xs.shape[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from sentiment.errors import CheckpointMismatch
 from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.sources.fear_greed import FearGreedClient
 from sentiment.io.staging import Staging, StagingError, load_staged
-from sentiment.io.store import Slice, Store
+from sentiment.io.store import Slice, Store, named_queries
 from sentiment.services.finality import (
     FAR_FUTURE,
     final_until_of,
@@ -90,11 +91,13 @@ def fetch_new(store: Store, config: Config, bybit: BybitClient,
         return last + step if last else start_default
 
     fetches: list[tuple[str, Callable[[], pd.DataFrame]]] = []
+    after = {(s, i): since(("candles", s, i), interval_delta(i))
+             for s in config.symbols for i in config.intervals}
+    # A bar the exchange left out of an earlier answer is asked for again.
+    starts = first_missing_bars(store, config, after) if newest else after
     for symbol in config.symbols:
         for interval in config.intervals:
-            start = since(("candles", symbol, interval), interval_delta(interval))
-            # A bar the exchange left out of an earlier answer is asked for again.
-            start = min(start, first_missing_bar(store, symbol, interval, start))
+            start = min(after[(symbol, interval)], starts[(symbol, interval)])
             fetches.append(("candles", partial(bybit.klines, symbol, interval, start, now)))
         if ex.funding_rate:
             start = since(("funding_rates", symbol, None), _MS)
@@ -133,18 +136,27 @@ def fetch_new(store: Store, config: Config, bybit: BybitClient,
 GAP_LOOKBACK = dt.timedelta(days=3)
 
 
-def first_missing_bar(store: Store, symbol: str, interval: str, after: dt.datetime
-                      ) -> dt.datetime:
-    """The open time of the first bar missing between the stored bars of the last
-    :data:`GAP_LOOKBACK` before ``after`` (``after`` when there is none)."""
-    iv = interval_delta(interval)
-    stored = store.read("candles", start=after - GAP_LOOKBACK, end=after,
-                        where={"symbol": symbol, "interval": interval})
-    if len(stored) < 2:
-        return after
-    times = pd.DatetimeIndex(pd.to_datetime(stored["open_time"])).sort_values()
-    holes = np.flatnonzero((times[1:] - times[:-1]) > pd.Timedelta(iv))
-    return (times[holes[0]] + iv).to_pydatetime() if len(holes) else after
+def first_missing_bars(store: Store, config: Config, after: dict[tuple[str, str], dt.datetime]
+                       ) -> dict[tuple[str, str], dt.datetime]:
+    """Per (symbol, interval), the open time of the first bar missing between the stored
+    bars of the last :data:`GAP_LOOKBACK` before ``after[key]`` (``after[key]`` when there
+    is none), in one query."""
+    recent = store.query(named_queries("queries.sql")["recent_candle_times"],
+                         [GAP_LOOKBACK], read_only=False)
+    out = dict(after)
+    for (symbol, interval), rows in recent.groupby(["symbol", "interval"], sort=False):
+        key = (str(symbol), str(interval))
+        if key not in after:
+            continue
+        iv = pd.Timedelta(interval_delta(key[1]))
+        times = pd.DatetimeIndex(pd.to_datetime(rows["open_time"]))
+        times = times[(times >= after[key] - GAP_LOOKBACK) & (times < after[key])]
+        if len(times) < 2:
+            continue
+        holes = np.flatnonzero((times[1:] - times[:-1]) > iv)
+        if len(holes):
+            out[key] = (times[holes[0]] + iv).to_pydatetime()
+    return out
 
 
 # --------------------------------------------------------------------------- computing
@@ -233,24 +245,68 @@ def update_symbol(store: Store, config: Config, symbol: str, final_until: dt.dat
     return out
 
 
+#: Symbols updated at once on PostgreSQL, each in its own connection and transaction (a
+#: DuckDB file takes one writer, so there they run one after another in one session).
+LIVE_WORKERS = os.cpu_count() or 1
+
+
 def live_update(store: Store, config: Config, bybit: BybitClient,
                 fear_greed: FearGreedClient | None = None,
-                staging: Staging | None = None) -> LiveResult:
+                staging: Staging | None = None, *, workers: int | None = None) -> LiveResult:
     """Bring every configured symbol and interval up to the exchange's clock (loading the
     stream's staged files first, when ``staging`` is given).
 
     The exchange is asked first, with no connection to the database open; the write lock is
     taken only afterwards, to load, compute and commit (a hanging peer used to hold it for
-    minutes, and every reader with it)."""
+    minutes, and every reader with it).
+
+    ``workers``: symbols computed at once (default: one on DuckDB, :data:`LIVE_WORKERS` on
+    PostgreSQL). With more than one, what was fetched is committed first, then each symbol
+    is computed and committed in its own connection; a symbol that fails leaves the others
+    written, and its own rows and checkpoint as they were (the next run continues it).
+    """
+    if workers is None:
+        workers = LIVE_WORKERS if store.is_postgres else 1
+    workers = min(workers, len(config.symbols))
+    if workers > 1 and not store.is_postgres:
+        raise ValueError("a DuckDB file takes one writer: update its symbols with workers=1")
     now = naive_utc_datetime(bybit.server_time())
     fetched = fetch_new(store, config, bybit, fear_greed, now)
-    with store.session():
-        return _live_update(store, config, now, fetched, staging)
-
-
-def _live_update(store: Store, config: Config, now: dt.datetime,
-                 fetched: dict[str, pd.DataFrame], staging: Staging | None) -> LiveResult:
     result = LiveResult()
+    with store.session():
+        _ingest(store, result, fetched, staging)
+        newest = newest_rows(store)
+        streams = stream_limits(store, config, now)
+        if workers <= 1:
+            writes = _Writes()
+            for symbol in config.symbols:
+                final_until = final_until_of(newest, config, symbol, streams.get(symbol))
+                updates = update_symbol(store, config, symbol, final_until)
+                writes.add(updates)
+                _record(result, symbol, updates)
+            writes.commit(store)
+            return result
+
+    def one_symbol(symbol: str) -> dict[str, IntervalUpdate]:
+        own = Store(store.url, lock_timeout=store.lock_timeout)
+        final_until = final_until_of(newest, config, symbol, streams.get(symbol))
+        with own.session():
+            updates = update_symbol(own, config, symbol, final_until)
+            writes = _Writes()
+            writes.add(updates)
+            writes.commit(own)
+        return updates
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="symbol") as pool:
+        done = list(pool.map(one_symbol, config.symbols))
+    for symbol, updates in zip(config.symbols, done, strict=True):
+        _record(result, symbol, updates)
+    return result
+
+
+def _ingest(store: Store, result: LiveResult, fetched: dict[str, pd.DataFrame],
+            staging: Staging | None) -> None:
+    """Load the stream's staged files and store what was fetched (each in one transaction)."""
     if staging is not None:
         try:
             result.staged = load_staged(store, staging).rows
@@ -259,29 +315,44 @@ def _live_update(store: Store, config: Config, now: dt.datetime,
     if fetched:
         store.write(upsert=fetched)
     result.ingested = {t: len(f) for t, f in fetched.items()}
-    history, transitions, states, models = [], [], [], []
-    newest = newest_rows(store)
-    streams = stream_limits(store, config, now)
-    for symbol in config.symbols:
-        final_until = final_until_of(newest, config, symbol, streams.get(symbol))
-        for interval, done in update_symbol(store, config, symbol, final_until).items():
-            models += done.models
-            result.bars[(symbol, interval)] = done.bars
-            result.final_until[(symbol, interval)] = done.final_until
+
+
+def _record(result: LiveResult, symbol: str, updates: dict[str, IntervalUpdate]) -> None:
+    for interval, done in updates.items():
+        result.bars[(symbol, interval)] = done.bars
+        result.final_until[(symbol, interval)] = done.final_until
+        if done.history is None:
+            continue
+        iv = interval_delta(interval)
+        for ts in done.history.frame["timestamp"]:
+            result.touched_dates.add(((pd.Timestamp(ts) - iv).strftime("%Y-%m-%d"), symbol))
+
+
+@dataclass
+class _Writes:
+    """The rows, transitions, checkpoints and models of some symbols, written at once."""
+
+    history: list[Slice] = field(default_factory=list)
+    transitions: list[Slice] = field(default_factory=list)
+    states: list[pd.DataFrame] = field(default_factory=list)
+    models: list = field(default_factory=list)
+
+    def add(self, updates: dict[str, IntervalUpdate]) -> None:
+        for done in updates.values():
+            self.models += done.models
             if done.history is None or done.transitions is None:
                 continue
-            history.append(done.history)
-            transitions.append(done.transitions)
+            self.history.append(done.history)
+            self.transitions.append(done.transitions)
             if done.state is not None:
-                states.append(done.state)
-            iv = interval_delta(interval)
-            for ts in done.history.frame["timestamp"]:
-                result.touched_dates.add(((pd.Timestamp(ts) - iv).strftime("%Y-%m-%d"),
-                                          symbol))
-    upsert = {"tracker_state": pd.concat(states, ignore_index=True)} if states else {}
-    if models:
-        upsert["hmm_models"] = model_rows(models)
-    if history or upsert:
-        store.write(replace={"sentiment_history": history, "regime_transitions": transitions},
-                    upsert=upsert)
-    return result
+                self.states.append(done.state)
+
+    def commit(self, store: Store) -> None:
+        """Write everything collected in one transaction (nothing when nothing changed)."""
+        upsert = ({"tracker_state": pd.concat(self.states, ignore_index=True)}
+                  if self.states else {})
+        if self.models:
+            upsert["hmm_models"] = model_rows(self.models)
+        if self.history or upsert:
+            store.write(replace={"sentiment_history": self.history,
+                                 "regime_transitions": self.transitions}, upsert=upsert)

@@ -29,3 +29,13 @@ UNION ALL
 SELECT 'long_short_ratio', symbol, period, max(ts) FROM long_short_ratio GROUP BY ALL
 UNION ALL
 SELECT 'fear_greed', NULL, NULL, max(ts) FROM fear_greed HAVING count(*) > 0;
+
+-- name: recent_candle_times
+-- The open times of every symbol's and interval's bars within ? (an interval) of its newest:
+-- where the live update looks for a bar an earlier answer left out.
+SELECT symbol, interval, open_time
+FROM (SELECT symbol, interval, open_time,
+             max(open_time) OVER (PARTITION BY symbol, interval) AS newest
+      FROM candles) AS t
+WHERE open_time >= newest - ?
+ORDER BY symbol, interval, open_time;

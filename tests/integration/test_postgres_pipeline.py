@@ -4,6 +4,7 @@ PostgreSQL store as on a DuckDB file (DESIGN 9.5: one contract on both backends)
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.sources.fear_greed import FearGreedClient
 from sentiment.io.store import Store
+from sentiment.services import live
 from sentiment.services.live import live_update
 from sentiment.services.pipeline import backfill
 
@@ -32,7 +34,8 @@ def test_live_update_and_backfill_store_the_same_rows_on_both_backends(
     for clock in (dt.datetime(2022, 3, 9), dt.datetime(2022, 3, 9, 5, 0, 30)):
         clean_replay.set_clock(clock)
         for store in stores.values():
-            live_update(store, config, *clients)
+            # PostgreSQL: both symbols at once, each in its own connection and transaction.
+            live_update(store, config, *clients, workers=2 if store.is_postgres else 1)
     duck, pg = stores["duckdb"], stores["postgresql"]
     for table in MARKET:
         pd.testing.assert_frame_equal(pg.read(table), duck.read(table), obj=table)
@@ -70,7 +73,56 @@ PARAMS = {
     "fear_greed": [dt.datetime(2022, 3, 1), END_AT],
     "obi_series": ["BTCUSDT", dt.datetime(2022, 3, 1), END_AT],
     "liquidation_series": ["BTCUSDT", dt.datetime(2022, 3, 1), END_AT],
+    "recent_candle_times": [dt.timedelta(days=3)],
 }
+
+
+def test_symbols_updated_at_once_commit_apart(clean_replay, tmp_path, pg_url, monkeypatch):
+    """On PostgreSQL the live update computes symbols in parallel, each committed on its
+    own: a symbol that fails leaves the others' new rows written and its own rows and
+    checkpoint as they were, and the next run catches it up to what one writer stores."""
+    config = live_config(START)
+    clients = (BybitClient(clean_replay.base_url), FearGreedClient(clean_replay.fear_greed_url))
+    pg, duck = Store(pg_url), Store(str(tmp_path / "serial.duckdb"))
+    with pytest.raises(ValueError, match="one writer"):
+        live_update(duck, config, *clients, workers=2)
+    clean_replay.set_clock(dt.datetime(2022, 3, 9))
+    live_update(pg, config, *clients, workers=2)
+    before = pg.read("sentiment_history")
+    states = pg.read("tracker_state").set_index(["symbol", "interval"])["last_timestamp"]
+
+    real, threads = live.update_symbol, set()
+
+    def eth_fails(store, config_, symbol, final_until):
+        threads.add(threading.current_thread().name)
+        if symbol == "ETHUSDT":
+            raise RuntimeError("ETHUSDT: computation failed")
+        return real(store, config_, symbol, final_until)
+
+    monkeypatch.setattr(live, "update_symbol", eth_fails)
+    clean_replay.set_clock(dt.datetime(2022, 3, 9, 5, 0, 30))
+    with pytest.raises(RuntimeError, match="ETHUSDT"):
+        live_update(pg, config, *clients, workers=2)
+    assert len(threads) == 2  # the two symbols ran in two threads
+    after = pg.read("sentiment_history")
+    eth = after["symbol"] == "ETHUSDT"
+    assert_tables_equal(after[eth].reset_index(drop=True),
+                        before[before["symbol"] == "ETHUSDT"].reset_index(drop=True))
+    assert after[~eth]["timestamp"].max() > before["timestamp"].max()  # BTC went on
+    moved = pg.read("tracker_state").set_index(["symbol", "interval"])["last_timestamp"]
+    assert (moved["ETHUSDT"] == states["ETHUSDT"]).all()
+    assert (moved["BTCUSDT"] > states["BTCUSDT"]).all()
+    # The bars fetched before the failure are stored: the next run only computes.
+    assert pg.read("candles", where={"symbol": "ETHUSDT", "interval": "60"})[
+        "open_time"].max() == dt.datetime(2022, 3, 9, 4)
+
+    monkeypatch.undo()
+    live_update(pg, config, *clients, workers=2)
+    for clock in (dt.datetime(2022, 3, 9), dt.datetime(2022, 3, 9, 5, 0, 30)):
+        clean_replay.set_clock(clock)
+        live_update(duck, config, *clients)
+    assert_tables_equal(pg.read("sentiment_history"), duck.read("sentiment_history"))
+    pd.testing.assert_frame_equal(pg.read("tracker_state"), duck.read("tracker_state"))
 
 
 def _every_named_query_answers_alike(duck: Store, pg: Store, tmp_path) -> None:

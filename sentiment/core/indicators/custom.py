@@ -190,7 +190,7 @@ def supertrend_step(st, high, low, close, atr, factor):
     return line, direction, flip
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _supertrend_loop(high, low, close, atr, factor):
     n = len(close)
     line = np.full(n, np.nan)
