@@ -16,7 +16,8 @@ server from Debian's package (``tests/pg_server.py``: fsync off, as in the tests
    once); then ``latency``: bar close on the exchange -> committed row of every symbol
    through ``dagster dev`` (sensor polling every second), both backends.
 
-``python bench/bench_parallel.py [backfill] [live] [latency]`` (all three by default).
+``python bench/bench_parallel.py [backfill] [live] [latency] [--symbols N]`` (all three and
+20 symbols by default).
 Skips with a message when PostgreSQL's server binaries are not installed.
 """
 
@@ -36,14 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from dagster import DagsterInstance  # noqa: E402
 from derived import config_text, write_bundle  # noqa: E402
 
 from orchestration.definitions import build_definitions  # noqa: E402
 from replay.server import ReplayExchange  # noqa: E402
 from sentiment.config import load_config  # noqa: E402
 from sentiment.io.store import Store  # noqa: E402
-from sentiment.services.live import live_update  # noqa: E402
+from sentiment.services.live import LIVE_WORKERS, live_update  # noqa: E402
 from sentiment.settings import get_settings  # noqa: E402
 
 from pg_server import create_database, postgres_binaries, throwaway_postgres  # noqa: E402
@@ -60,12 +60,173 @@ def _defs(exchange, db, config):
     return build_definitions(config, settings)
 
 
-def _run(defs, job, instance, **kwargs):
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=True,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}, **kwargs)
-    assert result.success
-    return result
+# -------------------------------------------------------------------------- backfill
+
+#: Tables a backfill writes, and the job that writes them.
+PHASES = {"market_data_job": ("candles", "funding_rates", "open_interest", "long_short_ratio"),
+          "sentiment_job": ("sentiment_history",)}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _instance_yaml(home: Path, runs: int | None) -> None:
+    """``dagster_home/dagster.yaml`` (runs None: DuckDB) or the PostgreSQL instance of
+    ``deploy/dagster/`` admitting ``runs`` runs (and writing steps) at once."""
+    home.mkdir(parents=True)
+    if runs is None:
+        text = (ROOT / "dagster_home" / "dagster.yaml").read_text()
+    else:
+        text = (ROOT / "deploy" / "dagster" / "dagster.yaml").read_text()
+        text = text.replace("max_concurrent_runs: 4", f"max_concurrent_runs: {runs}")
+        text = text.replace("default_limit: 4", f"default_limit: {runs}")
+    (home / "dagster.yaml").write_text(text)
+
+
+class _DagsterDev:
+    """``dagster dev`` (webserver, daemon, run queue) on a free loopback port, with the
+    project's sensors and schedules (``automation``) or without."""
+
+    def __init__(self, home: Path, env: dict[str, str], *, automation: bool = False):
+        self.port = _free_port()
+        self.home = home
+        code = (["-w", str(ROOT / "workspace.yaml")] if automation else
+                ["-f", str(ROOT / "bench" / "backfill_definitions.py"), "-d", str(ROOT)])
+        self.proc = subprocess.Popen(
+            ["env", "--default-signal=INT,TERM", str(Path(sys.executable).parent / "dagster"),
+             "dev", "-h", "127.0.0.1", "-p", str(self.port), *code],
+            cwd=ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+            stdout=subprocess.DEVNULL, stderr=open(home / "dev.log", "w"))  # noqa: SIM115
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                repos = self.graphql("{ repositoriesOrError { ... on RepositoryConnection "
+                                     "{ nodes { name location { name } } } } }")
+                node = repos["repositoriesOrError"]["nodes"][0]
+                break
+            except (OSError, KeyError, IndexError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    log = (home / "dev.log").read_text()[-3000:]
+                    raise RuntimeError(f"dagster dev did not come up:\n{log}") from None
+                time.sleep(0.5)
+        self.selector = {"repositoryLocationName": node["location"]["name"],
+                         "repositoryName": node["name"]}
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        """One request to the webserver's GraphQL API (what the UI itself sends)."""
+        import json
+        import urllib.request
+
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/graphql", body,
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            data = json.load(answer)
+        if data.get("errors"):
+            raise RuntimeError(f"GraphQL: {data['errors']}")
+        return data["data"]
+
+    def run_all(self, job: str, tag_sets: list[dict[str, str]]) -> float:
+        """Submit one run per tag set at once; the seconds until the last one ended."""
+        launch = ("mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { "
+                  "__typename ... on LaunchRunSuccess { run { runId } } "
+                  "... on PythonError { message } } }")
+        start = time.perf_counter()
+        pending = set()
+        for tags in tag_sets:
+            answer = self.graphql(launch, {"p": {
+                "selector": {**self.selector, "jobName": job},
+                "executionMetadata": {"tags": [{"key": k, "value": v}
+                                               for k, v in tags.items()]}}})["launchRun"]
+            if answer["__typename"] != "LaunchRunSuccess":
+                raise RuntimeError(f"{job}: {answer}")
+            pending.add(answer["run"]["runId"])
+        while pending:
+            for run_id in list(pending):
+                status = self.graphql("query($id: ID!) { runOrError(runId: $id) { "
+                                      "... on Run { status } } }", {"id": run_id}
+                                      )["runOrError"].get("status")
+                if status in ("FAILURE", "CANCELED"):
+                    raise RuntimeError(f"{job} run {run_id} ended {status}: "
+                                       + self.errors(run_id))
+                if status == "SUCCESS":
+                    pending.discard(run_id)
+            time.sleep(0.25)
+        return time.perf_counter() - start
+
+    def errors(self, run_id: str) -> str:
+        """The error messages of a run's events."""
+        from dagster import DagsterEventType, DagsterInstance
+
+        failed = {DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE,
+                  DagsterEventType.ENGINE_EVENT}
+        with DagsterInstance.from_config(str(self.home)) as instance:
+            texts = [str(e.dagster_event.event_specific_data or e.message)
+                     for e in instance.all_logs(run_id)
+                     if e.dagster_event and e.dagster_event.event_type in failed]
+        return "; ".join(texts)[-3000:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
+
+
+def _environment(tmp: Path, server: str, key: str, runs: int | None, cfg: Path,
+                 exchange: ReplayExchange) -> tuple[Path, dict[str, str]]:
+    """DAGSTER_HOME and the environment of one setup (runs None: DuckDB)."""
+    home = tmp / f"home-{key}"
+    _instance_yaml(home, runs)
+    env = {"SENTIMENT_CONFIG": str(cfg), "BYBIT_BASE_URL": exchange.base_url,
+           "FEAR_GREED_URL": exchange.fear_greed_url}
+    if runs is None:
+        env["SENTIMENT_DB"] = str(tmp / f"{key}.duckdb")
+    else:
+        name = key.replace("-", "_")
+        env["SENTIMENT_DB"] = create_database(server, name)
+        create_database(server, f"{name}_dagster")
+        env |= {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": server.rsplit(":", 1)[1],
+                "DAGSTER_PG_USER": "postgres", "DAGSTER_PG_PASSWORD": "",
+                "DAGSTER_PG_DB": f"{name}_dagster"}
+    return home, env
+
+
+def bench_backfill(tmp: Path, bundle: Path, server: str, setups: list[int | None]) -> None:
+    symbols = _symbols(bundle)
+    cfg = tmp / "backfill.yaml"
+    cfg.write_text(config_text(symbols, "2022-01-01"))
+    first, last = "2022-01-01", "2022-12-31"
+    print(f"backfill of the bundled year ({first}..{last}), {len(symbols)} symbols x 2 "
+          "intervals, one run per symbol and job, all submitted at once through dagster dev:")
+    with ReplayExchange(port=0, bundle_dir=bundle) as exchange:
+        for runs in setups:
+            name = "DuckDB, one writer (pool limit 1)" if runs is None else (
+                f"PostgreSQL, {runs} runs at once")
+            key = "duckdb" if runs is None else f"pg{runs}"
+            home, env = _environment(tmp, server, f"backfill-{key}", runs, cfg, exchange)
+            dev = _DagsterDev(home, env)
+            try:
+                dev.run_all("fear_greed_job", [{
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last}])
+                figures = []
+                for job, tables in PHASES.items():
+                    took = dev.run_all(job, [{
+                        "dagster/asset_partition_range_start": f"{first}|{s}",
+                        "dagster/asset_partition_range_end": f"{last}|{s}"}
+                        for s in symbols])
+                    store = Store(env["SENTIMENT_DB"])
+                    rows = sum(len(store.read(t)) for t in tables)
+                    figures.append(f"{job} {took:6.1f} s, {rows:>9,} rows, "
+                                   f"{rows / took:>8,.0f} rows/s")
+            finally:
+                dev.stop()
+            print(f"  {name:<34} " + "; ".join(figures))
 
 
 # ------------------------------------------------------------------------------ live
@@ -99,6 +260,60 @@ def bench_live(tmp: Path, bundle: Path, databases: dict[str, str]) -> None:
               f"{max(times):5.2f} s  (bootstrap {bootstrap:5.1f} s)")
 
 
+SPEED = 360.0  # replay seconds per wall second: an hourly bar every 10 s
+
+
+def bench_latency(tmp: Path, bundle: Path, server: str, setups: list[int | None]) -> None:
+    """Bar close on the exchange -> the rows of every symbol committed, through the daemon:
+    the sensor (polling every second) requests live_update_job, the queue starts it."""
+    symbols = _symbols(bundle)
+    cfg = tmp / "latency.yaml"
+    cfg.write_text(config_text(symbols, "2022-11-15", **{
+        "sensor_interval_seconds: 30": "sensor_interval_seconds: 1"}))
+    config = load_config(cfg)
+    start_clock = LIVE_START + dt.timedelta(seconds=30)
+    print(f"bar close on the exchange -> committed rows of all {len(symbols)} symbols, "
+          f"through dagster dev (sensor every 1 s, replay clock {SPEED:.0f}x):")
+    for runs in setups:
+        with ReplayExchange(port=0, now=start_clock, bundle_dir=bundle) as exchange:
+            key = "duckdb" if runs is None else f"pg{runs}"
+            home, env = _environment(tmp, server, f"latency-{key}", runs, cfg, exchange)
+            store = Store(env["SENTIMENT_DB"], lock_timeout=30)
+            defs = _defs(exchange, env["SENTIMENT_DB"], config)
+            live_update(store, config, defs.resources["bybit"].client(),
+                        defs.resources["fear_greed_api"].client())  # the bootstrap
+            dev = _DagsterDev(home, env, automation=True)
+            try:
+                exchange.set_clock(start_clock, speed=SPEED)
+                wall0 = time.monotonic()
+                latencies = []
+                for k in range(1, BARS + 1):
+                    close = LIVE_START + dt.timedelta(hours=k)
+                    close_wall = wall0 + (close - start_clock).total_seconds() / SPEED
+                    deadline = close_wall + 120
+                    while _committed(store, close) < len(symbols):
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"no rows for the bar closing at {close}")
+                        time.sleep(0.1)
+                    latencies.append(time.monotonic() - close_wall)
+            finally:
+                dev.stop()
+        name = "DuckDB (one session)" if runs is None else (
+            f"PostgreSQL ({LIVE_WORKERS} symbols at once)")
+        print(f"  {name:<34} median {statistics.median(latencies):5.1f} s, max "
+              f"{max(latencies):5.1f} s over {len(latencies)} bars")
+
+
+def _committed(store: Store, close: dt.datetime) -> int:
+    """How many symbols have their 1h row for the bar closing at ``close``."""
+    try:
+        frame = store.query("SELECT count(*) AS n FROM sentiment_history WHERE interval = "
+                            "'60' AND timestamp = ?", [close])
+    except FileNotFoundError:
+        return 0
+    return int(frame["n"].iloc[0])
+
+
 def _symbols(bundle: Path) -> list[str]:
     import pandas as pd
 
@@ -107,7 +322,13 @@ def _symbols(bundle: Path) -> list[str]:
 
 
 def main() -> None:
-    parts = set(sys.argv[1:]) or {"backfill", "live", "latency"}
+    args = sys.argv[1:]
+    n = SYMBOLS
+    if "--symbols" in args:
+        at = args.index("--symbols")
+        n = int(args[at + 1])
+        del args[at:at + 2]
+    parts = set(args) or {"backfill", "live", "latency"}
     bin_dir = postgres_binaries()
     if bin_dir is None:
         print("bench_parallel: skipped, no PostgreSQL server binaries under "
@@ -117,7 +338,11 @@ def main() -> None:
             throwaway_postgres(bin_dir) as server:
         tmp = Path(name)
         bundle = tmp / "bundle"
-        write_bundle(bundle, SYMBOLS)
+        write_bundle(bundle, n)
+        if "backfill" in parts:
+            bench_backfill(tmp, bundle, server, [None, 2, 4])
+        if "latency" in parts:
+            bench_latency(tmp, bundle, server, [None, 4])
         if "live" in parts:
             bench_live(tmp, bundle, {
                 "DuckDB (one session)": (str(tmp / "live.duckdb"), 1),
