@@ -26,7 +26,7 @@ from replay.server import (
 )
 from sentiment.config import load_config
 from sentiment.io.store import Store, named_queries
-from sentiment.services.status import format_status
+from sentiment.services.status import format_status, read_source
 from sentiment.settings import get_settings
 
 #: Tables filled by the ingestion assets, and what the demo says about their origin.
@@ -80,11 +80,13 @@ def print_table_summary(store: Store, tables: dict[str, str]) -> None:
 
 def print_status(store: Store, symbols: list[str], interval: str) -> None:
     query = named_queries("queries.sql")["latest_snapshot"]
-    for symbol in symbols:
-        frame = store.query(query, [symbol, interval])
-        if not frame.empty:
-            print()
-            print(format_status(frame.iloc[0].to_dict()))
+    with store.connect(read_only=True) as conn:
+        for symbol in symbols:
+            frame = conn.execute(query, [symbol, interval]).df()
+            if not frame.empty:
+                row = frame.iloc[0].to_dict()
+                print()
+                print(format_status(row, read_source(conn, symbol, row["timestamp"])))
 
 
 def run(start: dt.date, end: dt.date, persist: bool = False) -> int:

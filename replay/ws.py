@@ -21,6 +21,7 @@ What it pushes comes from two places:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -232,10 +233,13 @@ class ReplayStream:
 # ---------------------------------------------------------------------------------------------
 # Pushes derived from the bundle (make up, the benchmark)
 
-#: The recorded 50-level snapshot's sizes (tests/fixtures/bybit/ws_orderbook_snapshot.json,
-#: a real orderbook.50.BTCUSDT push): the shape of the DERIVED books, best level first.
 #: Price tick per symbol (Bybit's 2022 values), for the synthetic book and top of book.
 PRICE_TICK = {"BTCUSDT": 0.5, "ETHUSDT": 0.05}
+
+#: The recorded 50-level snapshot's sizes (tests/fixtures/bybit/ws_orderbook_snapshot.json,
+#: a real orderbook.50.BTCUSDT push), best level first. That one moment leaned hard to the
+#: asks (its top-5 imbalance is -0.76); a book built from it as recorded would read bearish
+#: all the time, so the DERIVED books take :data:`_BOOK_SHAPE` from it instead.
 
 _SNAPSHOT_SIZES = {
     "b": (0.557, 0.102, 0.324, 0.003, 0.001, 0.001, 0.002, 0.006, 0.001, 0.001, 0.003, 0.001,
@@ -249,6 +253,15 @@ _SNAPSHOT_SIZES = {
           0.282, 0.003, 0.017, 0.072, 0.002, 0.003, 0.001, 0.840, 0.003, 0.020, 0.613, 0.081,
           0.002, 0.060),
 }
+#: The size of each level of a DERIVED book, best first, the same on both sides: the mean of
+#: the recorded snapshot's two sides. A real book's imbalance swings both ways around 0; the
+#: derived one does too, from the per-minute noise and the hour's lean alone.
+#: How far a DERIVED book leans to the bids in a rising hour (to the asks in a falling one):
+#: sizes x (1 +- lean). Small beside the noise, so the imbalance tilts with the hour but
+#: spreads over both signs, as a real book's does.
+BOOK_LEAN = 0.15
+_BOOK_SHAPE = tuple((b + a) / 2 for b, a in zip(_SNAPSHOT_SIZES["b"], _SNAPSHOT_SIZES["a"],
+                                                 strict=True))
 
 
 def _unit(*key) -> float:
@@ -256,15 +269,25 @@ def _unit(*key) -> float:
     return zlib.crc32(repr(key).encode()) / 2**32
 
 
+def _mixed_unit(*key) -> float:
+    """Like :func:`_unit`, from a hash whose outputs for related keys are independent. CRC-32
+    is linear: the keys of a level's bid and ask differ by one character, so their CRCs differ
+    by a fixed pattern and the two sides' noise would move together."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 class MarketSource:
     """DERIVED pushes for the replay WebSocket, from the bundle's recorded hourly candles and
     the replay clock: nothing here is a recording of the real stream.
 
     * **book** (``orderbook.50``): 50 levels a side one tick apart around a price that moves
-      from the hour's open to its close; sizes follow the recorded snapshot's shape, scaled
-      by pseudo-noise that changes every replay minute and leans to the bid side in rising
-      hours; deltas carry only the changed levels, with update ids; every ``gap_every``-th
-      delta skips an id, so the client's resync shows;
+      from the hour's open to its close; sizes follow the recorded snapshot's shape, the
+      same on both sides (:data:`_BOOK_SHAPE`), scaled by pseudo-noise that changes every
+      replay minute and leans to the bid side in rising hours and to the ask side in falling
+      ones, so the imbalance swings around 0 as a real book's does; deltas carry only the
+      changed levels, with update ids; every ``gap_every``-th delta skips an id, so the
+      client's resync shows;
     * **ticker**: the book's best levels, the hour's price statistics, the synthetic open
       interest and the last settled funding rate (as Bybit's predicted rate);
     * **liquidations**: a pseudo-random handful per hour, more in big moves, mostly longs in
@@ -313,7 +336,7 @@ class _MarketSession:
     def _build_levels(self, symbol: str, now_ms: int) -> tuple[dict, dict]:
         tick = PRICE_TICK.get(symbol, 0.01)
         sym, i = self._hour(symbol, now_ms)
-        lean = 0.35 if sym.close[i] >= sym.open[i] else -0.35
+        lean = BOOK_LEAN if sym.close[i] >= sym.open[i] else -BOOK_LEAN
         minute = now_ms // 60_000
         mid = self._price(symbol, now_ms)
         best_bid = math.floor(mid / tick) * tick
@@ -321,8 +344,8 @@ class _MarketSession:
         for k in range(50):
             for side, price, book, sign in (("b", best_bid - k * tick, bids, 1.0),
                                             ("a", best_bid + (k + 1) * tick, asks, -1.0)):
-                noise = 0.5 + _unit(symbol, side, k, minute)
-                size = _SNAPSHOT_SIZES[side][k] * noise * (1.0 + sign * lean)
+                noise = 0.5 + _mixed_unit(symbol, side, k, minute)
+                size = _BOOK_SHAPE[k] * noise * (1.0 + sign * lean)
                 book[f"{price:.{_decimals(tick)}f}"] = f"{max(size, 0.001):.3f}"
         return bids, asks
 

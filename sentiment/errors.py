@@ -73,6 +73,11 @@ class SourceBlockedError(SourceError):
     """
 
 
+class UsageError(SentimentError, ValueError):
+    """A command-line value that names nothing there is (a symbol or interval that is not
+    configured); the message lists the valid values."""
+
+
 class InputError(SentimentError, ValueError):
     """Data handed to the core cannot be used (a NaN price, bars out of order, ...).
 

@@ -64,3 +64,8 @@ STORE_LOCK = LockWait(timeout_seconds=60.0)
 #: A dashboard read waits this long before it shows its last good answer
 #: (``dashboard.lock_wait_seconds``).
 DASHBOARD_LOCK_WAIT_SECONDS = 10.0
+#: A command-line read (``sentiment status``, ``history``, ``evaluate``, ``tables``) waits
+#: this long for a writer to let go of the file, then says the database is busy: a writer
+#: holds the lock only while it commits (seconds), and a person at a prompt should not wait a
+#: pipeline step's full minute to hear why.
+CLI_LOCK_WAIT_SECONDS = 5.0

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ from sentiment.core.timeutil import naive_utc_datetime
 from sentiment.errors import SentimentError
 from sentiment.io import postgres
 from sentiment.io.retry import STORE_LOCK
-from sentiment.io.tables import TABLES, Table, create_statements
+from sentiment.io.tables import TABLES, Table, comment_statements, create_statements
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 VIEWS_FILE = SQL_DIR / "views.sql"
@@ -71,6 +72,68 @@ class Slice:
 class StoreError(SentimentError, RuntimeError):
     """A write was refused (bad frame, shrinking answer, database file gone) or the database
     stayed locked past the timeout."""
+
+
+class DatabaseMissing(StoreError, FileNotFoundError):
+    """A read of a database file that does not exist (a reader never creates one)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"no database at {path}")
+
+    def __reduce__(self):  # the default would call __init__ with the message
+        return (type(self), (self.path,))
+
+
+class DatabaseBusy(StoreError):
+    """Another process held the DuckDB file for longer than this store waits.
+
+    ``holder`` says which process, as far as DuckDB's error names it (the program and its
+    process id, with the command line when this machine shows it); ``waited`` is the wait in
+    seconds.
+    """
+
+    def __init__(self, path: Path, waited: float, holder: str, read_only: bool = True,
+                 detail: str = ""):
+        self.path = path
+        self.waited = waited
+        self.holder = holder
+        self.read_only = read_only
+        self.detail = detail
+        # A read-only open fails only while another process has the file open read-write.
+        doing = "holds it open for writing" if read_only else "has it open"
+        super().__init__(f"the database {path} is busy: {holder} {doing} and kept it locked "
+                         f"for {waited:g} s; try again in a moment")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.waited, self.holder, self.read_only, self.detail))
+
+
+#: DuckDB names the process holding a file: "Conflicting lock is held in <program> (PID n)".
+_HOLDER = re.compile(r"lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def lock_holder(message: str) -> str:
+    """Who holds a DuckDB file, from DuckDB's lock error: ``process 123 (python -m
+    orchestration.demo)``, the command line read from ``/proc`` where there is one, else the
+    program DuckDB names; ``another process`` when the error names none."""
+    match = _HOLDER.search(message)
+    if match is None:
+        return "another process"
+    pid, program = match["pid"], match["program"]
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        raw = b""
+    words = [w.decode(errors="replace") for w in raw.split(b"\0") if w]
+    if words:
+        words[0] = Path(words[0]).name
+        program = " ".join(" ".join(words).split())
+        if len(program) > 80:
+            program = program[:77] + "..."
+    else:
+        program = Path(program).name
+    return f"process {pid} ({program})"
 
 
 @dataclass(frozen=True)
@@ -308,10 +371,11 @@ class Store:
                     # Another process holds the file (one writer or many readers, never both).
                     if not _is_lock_error(exc) or time.monotonic() >= deadline:
                         if _is_lock_error(exc):
-                            raise StoreError(
-                                f"database {self.path} stayed locked for "
-                                f"{self.lock_timeout:.0f} s: {exc}") from exc
-                        raise
+                            raise DatabaseBusy(self.path, self.lock_timeout,
+                                               lock_holder(str(exc)), read_only=read_only,
+                                               detail=str(exc)) from exc
+                        raise StoreError(f"cannot open the database {self.path}: {exc}"
+                                         ) from exc
                     if not read_only:
                         waiting.touch()  # readers see it and hold back
                     time.sleep(delay * (0.5 + random.random()))
@@ -324,8 +388,10 @@ class Store:
     def connect(self, *, read_only: bool = False) -> Iterator[Any]:
         """A short-lived connection, always closed (also when the body raises).
 
-        A write connection applies the schema first (idempotent ``CREATE ... IF NOT EXISTS``).
-        A read-only connection on a file that does not exist yet raises ``FileNotFoundError``.
+        A write connection applies the schema first (idempotent ``CREATE ... IF NOT EXISTS``,
+        and the comments the tables lack). A read-only connection on a file that does not
+        exist yet raises :class:`DatabaseMissing` (a ``FileNotFoundError``); a file another
+        process holds past ``lock_timeout`` raises :class:`DatabaseBusy`.
         On PostgreSQL the connection is a :class:`sentiment.io.postgres.PgConnection`, which
         runs the same SQL (``execute(sql, params).df()``).
         """
@@ -333,7 +399,7 @@ class Store:
             yield self._session
             return
         if read_only and not self.is_postgres and not self.path.exists():
-            raise FileNotFoundError(f"database {self.path} does not exist yet")
+            raise DatabaseMissing(self.path)
         conn = self._open(read_only)
         try:
             if not read_only:
@@ -360,6 +426,7 @@ class Store:
                 conn.execute("SELECT pg_advisory_xact_lock(8021527447)")
                 conn.execute(POSTGRES_SCHEMA_SQL)
                 conn.execute(POSTGRES_VIEWS_FILE.read_text(encoding="utf-8"))
+                self._apply_comments(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -372,7 +439,18 @@ class Store:
             return
         conn.execute(SCHEMA_SQL)
         conn.execute(VIEWS_FILE.read_text(encoding="utf-8"))
+        self._apply_comments(conn)
         Store._schema_applied.add(key)
+
+    def _apply_comments(self, conn: Any) -> None:
+        """Write the comments of :mod:`sentiment.io.tables` that the database lacks (or holds
+        in an older wording), so ``duckdb_columns()`` and psql's ``\\d+`` explain every table
+        and column; nothing when they are all there (a comment is a catalog write)."""
+        stored = {(table, column): text for table, column, text in
+                  conn.execute(named_queries("catalog.sql")["comments"]).fetchall()}
+        statements = comment_statements(self.dialect, stored)
+        if statements:
+            conn.execute(";\n".join(statements) + ";")
 
     def init(self) -> None:
         """Create the file and every table of the schema if missing (an explicit request:

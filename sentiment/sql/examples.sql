@@ -1,6 +1,6 @@
 -- Example queries against data/sentiment.duckdb (after `make demo`).
 -- Run one by pasting it into Python:  .venv/bin/python -c "import duckdb, sys; print(duckdb.connect('data/sentiment.duckdb', read_only=True).sql(sys.stdin.read()))"
--- (then paste the query and press Ctrl-D), or into the duckdb shell. Views: sql/views.sql.
+-- (then paste the query and press Ctrl-D), or into the duckdb shell. Views: sentiment/sql/views.sql.
 
 -- Daily OHLCV for BTCUSDT from the hourly candles.
 SELECT date_trunc('day', open_time) AS day,
@@ -29,7 +29,7 @@ WHERE c.symbol = 'BTCUSDT' AND c.interval = '60'
 ORDER BY bar_close
 LIMIT 48;
 
--- Days of extreme funding (beyond the brief's contrarian thresholds: > 0.1 %, < -0.05 %).
+-- Days of extreme funding (beyond the exchange score's contrarian thresholds: > 0.1 %, < -0.05 %).
 SELECT symbol, funding_time, funding_rate
 FROM funding_rates
 WHERE funding_rate > 0.001 OR funding_rate < -0.0005
