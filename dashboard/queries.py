@@ -11,6 +11,7 @@ are bound as parameters, never formatted into it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections import OrderedDict
@@ -33,7 +34,7 @@ from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.staging import Staging
 from sentiment.io.store import MISSING_TABLE_ERRORS, Store, named_queries
 from sentiment.models import INTERVAL_MINUTES
-from sentiment.provenance import synthetic_series
+from sentiment.provenance import Generated, synthetic_series
 from sentiment.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -282,13 +283,29 @@ def stream_silence(row: dict, staged: dt.datetime | None, wall_now: dt.datetime)
     return max(0.0, (pd.Timestamp(wall_now) - max(signs)).total_seconds())
 
 
+@functools.lru_cache(maxsize=1)
+def generated() -> Generated:
+    """What the replay exchange generates rather than records (its synthetic open interest
+    and long/short ratio), computed from the bundle once per process (about 0.3 s)."""
+    from replay.server import BUNDLE_END, BUNDLE_START, BUNDLED_SYMBOLS, load_bundle
+
+    bundle = load_bundle()
+    return Generated(
+        series={"open_interest": bundle["open_interest"].set_index(["symbol", "ts"])[
+                    "open_interest"],
+                "long_short_ratio": bundle["long_short"].set_index(["symbol", "ts"])[
+                    "buy_ratio"]},
+        symbols=tuple(BUNDLED_SYMBOLS), start=BUNDLE_START, end=BUNDLE_END)
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def provenance(db_path: str) -> dict[str, str]:
     """Which stored series are not market data (:func:`sentiment.provenance.
     synthetic_series`: ``{table: "synthetic" or "derived from candles"}``), re-read every
     minute; empty when nothing is stored yet."""
     try:
-        return _guarded(db_path, ("provenance",), synthetic_series)
+        return _guarded(db_path, ("provenance",),
+                        lambda store: synthetic_series(store, generated()))
     except NoData:
         return {}
 

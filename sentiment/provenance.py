@@ -19,16 +19,20 @@ built by ``make demo`` is read later with the default, real-exchange settings):
   present. One stamped inside the bundle's window, loaded over a day later, came from the
   replay exchange, which plays the past.
 
-``synthetic_series(store)`` gives ``{table: tag}`` for the series so found, empty for real
-data. Pure Python over frames (:func:`classify`); :func:`synthetic_series` reads them.
+``synthetic_series(store, generated)`` gives ``{table: tag}`` for the series so found, empty
+for real data. What the replay exchange generates is passed in (:class:`Generated`, built by
+the caller from ``replay.server.load_bundle()``): the product package never imports the
+replay exchange. Without it only the stream is judged. Pure Python over frames
+(:func:`classify`); :func:`synthetic_series` reads them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 SYNTHETIC = "synthetic"
@@ -42,81 +46,81 @@ COLUMN_SOURCES: dict[str, str] = {
     "order_book_imbalance": "orderbook_imbalance",
     "liquidation_intensity": "liquidations",
 }
-#: How many of the newest rows of each symbol are compared with the bundle.
+#: How many of the newest rows of each symbol are compared with the generated series.
 COMPARED_ROWS = 24
-#: A stream loaded this long after its own exchange time was a replay of the past.
+#: A stream stamped inside the generated window and loaded this long after its own exchange
+#: time was a replay of the past (a live stream is loaded seconds after).
 REPLAYED_AFTER = dt.timedelta(days=1)
+#: Without a window to check against, only a stream loaded this long after its exchange time
+#: counts as replayed (staged files of a live stream never wait a month for the loader).
+REPLAYED_AFTER_ANY = dt.timedelta(days=30)
 
 
-@functools.lru_cache(maxsize=1)
-def _bundle() -> tuple[dict[str, pd.Series], tuple[str, ...], dt.datetime, dt.datetime] | None:
-    """The bundle's synthetic series, ``{table: Series indexed by (symbol, hour)}``, its
-    symbols and window; None where the replay package is not installed."""
-    try:
-        from replay.server import BUNDLE_END, BUNDLE_START, BUNDLED_SYMBOLS, load_bundle
-    except ImportError:  # pragma: no cover - the replay package ships with the project
-        return None
-    bundle = load_bundle()
-    series = {
-        "open_interest": bundle["open_interest"].set_index(["symbol", "ts"])["open_interest"],
-        "long_short_ratio": bundle["long_short"].set_index(["symbol", "ts"])["buy_ratio"],
-    }
-    return series, tuple(BUNDLED_SYMBOLS), BUNDLE_START, BUNDLE_END
+@dataclass(frozen=True)
+class Generated:
+    """What a replay exchange generates instead of recording: per table
+    (``open_interest``, ``long_short_ratio``), the values by (symbol, hour) as a Series with
+    a (symbol, ts) MultiIndex; the symbols and the window [start, end) it covers."""
+
+    series: Mapping[str, pd.Series]
+    symbols: tuple[str, ...]
+    start: dt.datetime
+    end: dt.datetime
 
 
-def _matches_bundle(table: str, rows: pd.DataFrame, column: str) -> bool:
-    """Whether most of the newest rows of each bundled symbol (``symbol``, ``ts``,
-    ``column``) equal the bundle's synthetic value at their hour."""
-    if rows is None or rows.empty:
+def _matches(generated: Generated | None, table: str, rows: pd.DataFrame | None,
+             column: str) -> bool:
+    """Whether most of the newest rows of each generated symbol (``symbol``, ``ts``,
+    ``column``) equal the generated value at their hour."""
+    if generated is None or table not in generated.series or rows is None or rows.empty:
         return False
     ts = pd.to_datetime(rows["ts"])
-    bundle = _bundle()
-    if bundle is None:
-        return False
-    series, symbols, start, end = bundle
-    inside = rows[rows["symbol"].isin(symbols) & (ts >= start) & (ts < end)]
-    if inside.empty:  # real rows outside the recording: nothing the bundle made
+    inside = rows[rows["symbol"].isin(generated.symbols) & (ts >= generated.start)
+                  & (ts < generated.end)]
+    if inside.empty:  # real rows outside the recording: nothing generated them
         return False
     inside = inside.assign(ts=pd.to_datetime(inside["ts"]).dt.floor("h"))
     newest = inside.sort_values("ts").groupby("symbol").tail(COMPARED_ROWS)
     keys = pd.MultiIndex.from_arrays([newest["symbol"], newest["ts"]])
-    expected = series[table].reindex(keys).to_numpy(dtype=float)
+    expected = generated.series[table].reindex(keys).to_numpy(dtype=float)
     stored = newest[column].to_numpy(dtype=float)
-    same = abs(stored - expected) <= 1e-9 * abs(expected) + 1e-9
+    same = np.abs(stored - expected) <= 1e-9 * np.abs(expected) + 1e-9
     return bool(same.mean() > 0.5)
 
 
-def _replayed_stream(state: pd.DataFrame) -> bool:
+def _replayed_stream(state: pd.DataFrame | None, generated: Generated | None) -> bool:
     if state is None or state.empty:
         return False
-    bundle = _bundle()
-    start, end = (bundle[2], bundle[3]) if bundle else (dt.datetime(2022, 1, 1),
-                                                         dt.datetime(2023, 1, 1))
     through = pd.to_datetime(state["through"])
-    loaded = pd.to_datetime(state["loaded_at"])
-    return bool(((through >= start) & (through < end)
-                 & (loaded - through > REPLAYED_AFTER)).any())
+    lag = pd.to_datetime(state["loaded_at"]) - through
+    if generated is None:
+        return bool((lag > REPLAYED_AFTER_ANY).any())
+    inside = (through >= generated.start) & (through < generated.end)
+    return bool((inside & (lag > REPLAYED_AFTER)).any())
 
 
-def classify(frames: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+def classify(frames: Mapping[str, pd.DataFrame], generated: Generated | None = None
+             ) -> dict[str, str]:
     """``{table: SYNTHETIC or DERIVED}`` from stored rows: ``open_interest`` (symbol, ts,
     open_interest), ``long_short_ratio`` (symbol, ts, buy_ratio) and ``stream_state``
     (symbol, through, loaded_at); a missing frame counts as no rows."""
     out: dict[str, str] = {}
-    if _matches_bundle("open_interest", frames.get("open_interest"), "open_interest"):
+    if _matches(generated, "open_interest", frames.get("open_interest"), "open_interest"):
         out["open_interest"] = SYNTHETIC
-    if _matches_bundle("long_short_ratio", frames.get("long_short_ratio"), "buy_ratio"):
+    if _matches(generated, "long_short_ratio", frames.get("long_short_ratio"), "buy_ratio"):
         out["long_short_ratio"] = SYNTHETIC
-    if _replayed_stream(frames.get("stream_state")):
+    if _replayed_stream(frames.get("stream_state"), generated):
         out["orderbook_imbalance"] = DERIVED
         out["liquidations"] = DERIVED
     return out
 
 
-def synthetic_series(store) -> dict[str, str]:
+def synthetic_series(store, generated: Generated | None = None) -> dict[str, str]:
     """``{table: tag}`` of the stored series that are not market data (see the module
     docstring), read from ``store`` (a :class:`sentiment.io.store.Store`, or anything with
-    ``db_path``, or a database path) through one read-only connection.
+    ``db_path``, or a database path) through one read-only connection; ``generated`` is what
+    the replay exchange generates (without it, open interest and the long/short ratio are
+    not judged).
 
     Raises what a read raises: ``FileNotFoundError`` without a file,
     :class:`sentiment.io.store.StoreError` when a writer holds it too long. A table the
@@ -137,4 +141,4 @@ def synthetic_series(store) -> dict[str, str]:
                 frames[table] = conn.execute(sql[name], params).df()
             except MISSING_TABLE_ERRORS:
                 frames[table] = pd.DataFrame()
-    return classify(frames)
+    return classify(frames, generated)

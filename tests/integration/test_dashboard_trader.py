@@ -211,22 +211,27 @@ def test_provenance_reads_the_data_not_the_settings(dashboard_db, copy_db):
     """sentiment.provenance: the bundle's generated series are found whatever the settings
     say; measured ones (here: shifted) are not; a stream is derived when its 2022 exchange
     time was loaded long after, live when loaded at once."""
+    from dashboard.queries import generated
     from sentiment.provenance import DERIVED, SYNTHETIC, classify, synthetic_series
 
-    assert synthetic_series(dashboard_db) == {"open_interest": SYNTHETIC,
-                                              "long_short_ratio": SYNTHETIC}
+    assert synthetic_series(dashboard_db, generated()) == {"open_interest": SYNTHETIC,
+                                                           "long_short_ratio": SYNTHETIC}
+    assert synthetic_series(dashboard_db) == {}  # nothing to compare with: not judged
     db = copy_db()
     _as_real_market_data(db)
-    assert synthetic_series(Store(db)) == {}
+    assert synthetic_series(Store(db), generated()) == {}
     through = pd.Timestamp("2022-03-31 00:00")
     replayed = pd.DataFrame({"symbol": ["BTCUSDT"], "through": [through],
                              "loaded_at": [pd.Timestamp("2026-01-01")]})
-    assert classify({"stream_state": replayed}) == {"orderbook_imbalance": DERIVED,
-                                                    "liquidations": DERIVED}
-    live = replayed.assign(loaded_at=through + pd.Timedelta(seconds=4))
-    assert classify({"stream_state": live}) == {}
-    today = replayed.assign(through=pd.Timestamp("2025-12-31 23:59"))
-    assert classify({"stream_state": today}) == {}  # outside the recording: a real stream
+    for reference in (generated(), None):
+        assert classify({"stream_state": replayed}, reference) == {
+            "orderbook_imbalance": DERIVED, "liquidations": DERIVED}
+        live = replayed.assign(loaded_at=through + pd.Timedelta(seconds=4))
+        assert classify({"stream_state": live}, reference) == {}
+    # Outside the recording and loaded two days late (the loader was down): a real stream.
+    late = pd.DataFrame({"symbol": ["BTCUSDT"], "through": [pd.Timestamp("2025-12-30")],
+                         "loaded_at": [pd.Timestamp("2026-01-01")]})
+    assert classify({"stream_state": late}, generated()) == {}
 
 
 # ---------------------------------------------------------------------------- the history
