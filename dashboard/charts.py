@@ -297,7 +297,7 @@ def hmm_probabilities(probs: pd.DataFrame, x_range: tuple | None = None) -> go.F
             x=probs.index, y=probs[label], stackgroup="p", mode="none",
             name=label.replace("_", " "), fillcolor=HMM_COLORS.get(label, "#aaa"),
             hovertemplate=f"{label}: %{{y:.2f}}<extra></extra>"))
-    fig.update_layout(height=230, yaxis=dict(range=[0, 1], title="probability"),
+    fig.update_layout(height=230, yaxis=dict(range=[0, 1]),
                       xaxis=dict(range=list(x_range) if x_range else None),
                       hovermode="x unified", **_LAYOUT)
     # The legend at the right, as the history chart's, so the two time axes line up.

@@ -119,12 +119,12 @@ def stream_metrics(live: dict | None, pressure, usual: float, silence: float,
              delta_color="inverse" if alarms else "off", delta_arrow="off",
              help="Liquidated notional (longs and shorts) in the window.")
     needed = max(queries.SQUEEZE_MIN_NOTIONAL, queries.SQUEEZE_MULTIPLE * usual)
-    st.caption(f"Stream through {through} (exchange time). Cascade: the window's "
-               "liquidations above 3x the hour's average. Squeeze: one side over 80 % of "
-               f"them, and at least {queries.SQUEEZE_MULTIPLE:g}x this symbol's usual "
-               f"{minutes} min (median hour of the last {queries.SQUEEZE_BASELINE_DAYS} "
-               f"days, scaled: {usual:,.0f} USDT) and at least "
-               f"{queries.SQUEEZE_MIN_NOTIONAL:,.0f} USDT; here {needed:,.0f} USDT.")
+    st.caption(f"Stream through {through} (exchange time). CASCADE: the window over 3x "
+               "the hour's average. SQUEEZE: one side over 80 % of a window of at least "
+               f"{needed:,.0f} USDT (the larger of {queries.SQUEEZE_MIN_NOTIONAL:,.0f} and "
+               f"{queries.SQUEEZE_MULTIPLE:g}x this symbol's usual {minutes} min, "
+               f"{usual:,.0f} USDT: its median hour over {queries.SQUEEZE_BASELINE_DAYS} "
+               "days, scaled).")
 
 
 def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool, closes: pd.Series,

@@ -354,8 +354,9 @@ def test_a_lone_small_liquidation_is_no_squeeze(env, copy_db, tmp_path):
     liq = next(m for m in at.metric if m.label.startswith("Liquidations"))
     assert liq.value == "3,800 USDT"
     assert "SQUEEZE" not in (liq.delta or "")
-    rule = next(c.value for c in at.caption if "Squeeze: one side over 80 %" in c.value)
-    assert f"at least {queries.SQUEEZE_MIN_NOTIONAL:,.0f} USDT" in rule
+    rule = next(c.value for c in at.caption if "SQUEEZE: one side over 80 %" in c.value)
+    assert f"the larger of {queries.SQUEEZE_MIN_NOTIONAL:,.0f} and 3x this symbol's usual " \
+           "5 min" in rule
 
 
 def test_the_squeeze_rule_is_relative_to_the_symbols_usual_liquidations():
