@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard import queries
 from sentiment.config import Config
+from sentiment.errors import SentimentError
 from sentiment.models import INTERVAL_MINUTES
 from sentiment.settings import Settings
 
@@ -79,15 +80,28 @@ def time_range(first: pd.Timestamp, last: pd.Timestamp, default_days: int
 
 def explain_no_data(message: str, db_path: str) -> None:
     """The friendly empty state: what is missing and the command that fills it."""
-    st.info(f"{message} Build it from the bundled recorded data, offline, with:")
+    st.info(f"No data yet: {message} Build it from the bundled recorded data, offline, with:",
+            icon=":material/database:")
     st.code("make demo", language="bash")
     st.caption(f"or run the live loop with `make up`. The dashboard reads {db_path} "
                "(set SENTIMENT_DB to read another file).")
 
 
-def explain_busy(message: str) -> None:
-    st.warning("The pipeline is writing to the database; this page retries at its next "
-               "refresh.")
+def busy_sentence(refresh_seconds: float) -> str:
+    """What a page says while a writer holds the database and it has nothing to show."""
+    return (f"The database is busy: the pipeline is writing to it; this page retries in "
+            f"{refresh_seconds:g} s.")
+
+
+def explain(exc: queries.Unavailable, db_path: str, refresh_seconds: float) -> None:
+    """One sentence for a database that cannot show anything now (never a traceback)."""
+    if isinstance(exc, queries.NoData):
+        explain_no_data(str(exc), db_path)
+    elif isinstance(exc, queries.Busy):
+        st.warning(busy_sentence(refresh_seconds), icon=":material/hourglass_top:")
+    else:
+        st.warning(f"{exc} This page retries in {refresh_seconds:g} s.",
+                   icon=":material/error:")
 
 
 def busy_note(db_path: str) -> None:
@@ -98,19 +112,42 @@ def busy_note(db_path: str) -> None:
                    f"{when:%Y-%m-%d %H:%M:%S} UTC; this page retries at its next refresh.")
 
 
+def context() -> tuple[Settings, Config]:
+    """:func:`queries.context`; a configuration or settings error is one red sentence and
+    the page stops (it names the file and the key to fix)."""
+    try:
+        return queries.context()
+    except SentimentError as exc:
+        st.error(f"The configuration cannot be used: {exc}", icon=":material/settings:")
+        st.stop()
+        raise  # unreachable: st.stop() raises
+
+
+def _retry_when_readable(db_path: str, refresh_seconds: float) -> None:
+    """Rerun the whole page once the database can be read (a page stopped at its head has
+    no refreshing part of its own)."""
+    @st.fragment(run_every=refresh_seconds)
+    def retry() -> None:
+        try:
+            queries.extents(db_path)
+        except queries.Unavailable:
+            return
+        st.rerun()
+
+    retry()
+
+
 def page(title: str) -> tuple[Settings, Config, pd.DataFrame]:
     """The head of a page over stored data: its title, the settings, the configuration and
     what is stored (:func:`queries.extents`). Without data, or while a writer holds the
-    database, the page says so and stops here."""
-    settings, config = queries.context()
+    database, the page says so in one sentence, stops here, and reruns once it can read."""
+    settings, config = context()
     st.title(title)
     try:
         extents = queries.extents(settings.db_path)
-    except queries.NoData as exc:
-        explain_no_data(str(exc), settings.db_path)
-        st.stop()
-    except queries.Busy as exc:
-        explain_busy(str(exc))
+    except queries.Unavailable as exc:
+        explain(exc, settings.db_path, config.dashboard.refresh_seconds)
+        _retry_when_readable(settings.db_path, config.dashboard.refresh_seconds)
         st.stop()
     return settings, config, extents
 

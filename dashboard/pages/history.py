@@ -49,8 +49,8 @@ def _age(delta: pd.Timedelta) -> str:
 def history() -> None:
     try:
         rows, transitions = queries.history(settings.db_path, symbol, interval, start, end)
-    except queries.Busy as exc:
-        controls.explain_busy(str(exc))
+    except queries.Unavailable as exc:
+        controls.explain(exc, settings.db_path, config.dashboard.refresh_seconds)
         return
     controls.busy_note(settings.db_path)
     if rows.empty:
@@ -69,7 +69,17 @@ def history() -> None:
                f"bars, {rows['timestamp'].iloc[0]:%Y-%m-%d %H:%M} to "
                f"{newest['timestamp']:%Y-%m-%d %H:%M} UTC (bar closes). Latest: {state}."
                + drawn)
-    st.plotly_chart(charts.history(rows, config.weights.as_dict(), bar), key="history")
+    notes = queries.tier_notes(queries.provenance(settings.db_path))
+    st.plotly_chart(charts.history(rows, config.weights.as_dict(), bar, notes), key="history")
+    shortest = charts.min_period_bars(len(rows))
+    merged = "" if shortest == 1 else (
+        f"Runs shorter than {shortest} bars ({_duration(bar * shortest)}, 1/"
+        f"{round(1 / charts.MIN_PERIOD_SHARE)} of the range) are drawn as part of the period "
+        "before them, so the bands read as periods; hover a candle for its own regime. ")
+    st.caption("Background: the confirmed regime. " + merged + "The transitions below list "
+               "every change." + (" Exchange tier: open interest and long/short ratio are "
+                                  "synthetic here (generated from candles, not market data)."
+                                  if notes.get("exchange") else ""))
     probs = queries.state_probabilities(charts.coarser_bars(rows, bar))
     st.subheader("HMM regime probabilities")
     if probs.empty:
@@ -93,8 +103,11 @@ def history() -> None:
 def _csv(part: int) -> bytes:
     """The range's rows (0) or transitions (1) as CSV, read when the button is pressed: the
     buttons stay outside the refreshing fragment, so a refresh never swallows a click."""
-    return queries.history(settings.db_path, symbol, interval, start, end)[part].to_csv(
-        index=False).encode()
+    try:
+        frame = queries.history(settings.db_path, symbol, interval, start, end)[part]
+    except queries.Unavailable as exc:  # the file says why, rather than a broken download
+        return f"{exc}\n".encode()
+    return frame.to_csv(index=False).encode()
 
 
 history()

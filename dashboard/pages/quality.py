@@ -34,8 +34,8 @@ def quality() -> None:
     try:
         rows, _ = queries.history(settings.db_path, symbol, interval, start, end)
         ev = queries.quality(settings.db_path, symbol, interval, start, end)
-    except queries.Busy as exc:
-        controls.explain_busy(str(exc))
+    except queries.Unavailable as exc:
+        controls.explain(exc, settings.db_path, config.dashboard.refresh_seconds)
         return
     controls.busy_note(settings.db_path)
     if rows.empty:

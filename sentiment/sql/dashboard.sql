@@ -58,9 +58,10 @@ WHERE ts >= ? AND ts < ?
 ORDER BY ts;
 
 -- name: stream_now
--- The live stream, per symbol: how far it got, its newest order-book sample and the
--- liquidations of the hour before that (for the pressure reading).
-SELECT st.symbol, st.through,
+-- The live stream, per symbol: how far it got (exchange time) and when that was loaded (this
+-- machine's clock), its newest order-book sample and the liquidations of the hour before
+-- that (for the pressure reading).
+SELECT st.symbol, st.through, st.loaded_at,
        (SELECT obi FROM orderbook_imbalance o WHERE o.symbol = st.symbol
         ORDER BY o.ts DESC LIMIT 1) AS obi,
        (SELECT max(ts) FROM orderbook_imbalance o WHERE o.symbol = st.symbol) AS obi_ts,

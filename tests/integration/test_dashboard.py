@@ -67,7 +67,7 @@ def test_overview_shows_each_symbols_latest_snapshot(app, dashboard_db):
     latest = _latest(dashboard_db, "60")
     regimes = [m for m in at.metric if m.label == "Regime"]
     assert [m.value for m in regimes] == [
-        latest[s]["regime"].replace("_", " ").upper() for s in ("BTCUSDT", "ETHUSDT")]
+        latest[s]["regime"].replace("_", " ").capitalize() for s in ("BTCUSDT", "ETHUSDT")]
     assert [m.delta for m in regimes] == [
         f"{latest[s]['regime_duration_bars']} bars, confidence "
         f"{latest[s]['regime_confidence']:.2f}" for s in ("BTCUSDT", "ETHUSDT")]
@@ -79,8 +79,11 @@ def test_overview_shows_each_symbols_latest_snapshot(app, dashboard_db):
                                       for s in ("BTCUSDT", "ETHUSDT")]
     fng = [m for m in at.metric if m.label == "Fear & Greed"]
     assert fng[0].value == str(int(latest["BTCUSDT"]["fear_greed_index"]))
-    # The replay clock stands at the end of 2022, long after these rows: flagged stale.
-    assert len(at.error) == 2 and all("Stale" in e.value for e in at.error)
+    # The replay clock stands at the end of 2022, long after these rows, which are the
+    # bundled recording: a recorded period, said plainly rather than flagged in red.
+    assert not at.error
+    recorded = [i.value for i in at.info if i.value.startswith("Recorded period")]
+    assert len(recorded) == 2 and all("bundled recording of 2022" in r for r in recorded)
 
 
 def test_stale_flag_follows_the_exchange_clock(app, clean_replay, dashboard_db):
@@ -88,8 +91,8 @@ def test_stale_flag_follows_the_exchange_clock(app, clean_replay, dashboard_db):
     clean_replay.set_clock(last + dt.timedelta(minutes=10))
     at = app()
     assert not at.error
-    assert all("10 min ago (exchange clock)" in c.value for c in at.caption
-               if c.value.startswith("Latest bar closed"))
+    fresh = [c.value for c in at.caption if c.value.startswith("Latest bar closed")]
+    assert len(fresh) == 2 and all("10 min ago by the exchange's clock." in c for c in fresh)
 
 
 def test_interval_selector_changes_the_overview_and_the_url(app, dashboard_db):
@@ -183,12 +186,15 @@ def test_long_ranges_are_drawn_in_coarser_bars(app, dashboard_db, monkeypatch):
     composite = next(t for t in figure["data"] if t.get("name") == "composite")
     assert pd.to_datetime(composite["x"]).tolist() == want["closed"].tolist()
     assert _values(composite["y"]) == pytest.approx(want["score"].to_numpy(), nan_ok=True)
-    # The shading still follows every hourly regime change.
-    changes = Store(dashboard_db).query(
-        "SELECT count(*) AS n FROM regime_transitions WHERE symbol = 'BTCUSDT' AND "
-        "interval = '60'")["n"].iloc[0]
+    # The shading follows the hourly regimes, runs shorter than the chart's shortest period
+    # drawn as part of the period before them (charts.merged_runs, tested on its own).
+    regimes = Store(dashboard_db).query(
+        "SELECT regime FROM sentiment_history WHERE symbol = 'BTCUSDT' AND interval = '60' "
+        "ORDER BY timestamp")["regime"]
+    periods = [p for p in charts.merged_runs(regimes, charts.min_period_bars(len(regimes)))
+               if p[0] is not None]
     polygons = sum(len(t["x"]) // 6 for t in figure["data"] if t.get("fill") == "toself")
-    assert polygons == changes + 1  # the first regime after the warm-up, then each change
+    assert polygons == len(periods)
 
 
 def test_a_shared_url_opens_the_same_view(app):
@@ -217,7 +223,9 @@ def test_exchange_page_draws_the_briefs_thresholds(app):
     texts = {a["text"] for a in figure["layout"]["annotations"]}
     assert {"extreme fear ≤ 25", "extreme greed ≥ 76"} <= texts
     names = [t["name"] for t in figure["data"]]
-    assert names == ["funding", "funding", "open interest", "long share", "Fear & Greed"]
+    # Open interest and the long/short ratio of the bundle are generated, and say so.
+    assert names == ["funding", "funding", "open interest (synthetic)",
+                     "long share (synthetic)", "Fear & Greed"]
     assert all(len(_values(t["x"])) > 0 for t in figure["data"])
     # Funding is drawn as its positive part (green) and negative part (red), each rate held
     # until the next settlement; together they are the stored rates, in percent.
@@ -331,6 +339,8 @@ def test_overview_and_exchange_show_the_live_stream(app, dashboard_db, tmp_path,
     stored = Store(db)
     newest = stored.query("SELECT obi FROM orderbook_imbalance ORDER BY ts DESC LIMIT 1")
     obi = [m for m in at.metric if m.label == "Order book (OBI)"]
+    # Stamped in 2022 and loaded now: the replay exchange's stream, derived from candles.
+    assert any("derived from candles" in m.value for m in at.markdown)
     assert len(obi) == 1 and obi[0].value == f"{newest['obi'].iloc[0]:+.2f}"  # BTCUSDT only
     liq = next(m for m in at.metric if m.label.startswith("Liquidations"))
     # The window's notional: 10 long liquidations of 2 x 39 500 and the steady shorts in
@@ -347,9 +357,10 @@ def test_overview_and_exchange_show_the_live_stream(app, dashboard_db, tmp_path,
                                         end.date())).run()
     figure = _charts(at)[0]
     names = [t["name"] for t in figure["data"]]
-    assert names[-3:] == ["OBI", "longs liquidated", "shorts liquidated"]
-    longs = next(t for t in figure["data"] if t["name"] == "longs liquidated")
-    shorts = next(t for t in figure["data"] if t["name"] == "shorts liquidated")
+    assert names[-3:] == ["OBI (derived from candles)", "longs liquidated (derived from "
+                          "candles)", "shorts liquidated (derived from candles)"]
+    longs = next(t for t in figure["data"] if t["name"].startswith("longs liquidated"))
+    shorts = next(t for t in figure["data"] if t["name"].startswith("shorts liquidated"))
     totals = stored.query("SELECT side, sum(size * price) AS v FROM liquidations GROUP BY 1"
                           ).set_index("side")["v"]
     assert -_values(longs["y"]).sum() == pytest.approx(totals["Buy"])
@@ -402,8 +413,8 @@ def test_a_busy_database_shows_the_last_good_view_with_a_note(dashboard_db, clea
         fresh.run()
         assert not fresh.exception
         texts = [w.value for w in fresh.warning]
-        assert texts == ["The pipeline is writing to the database; this page retries at its "
-                         "next refresh."]
+        assert texts == ["The database is busy: the pipeline is writing to it; this page "
+                         "retries in 10 s."]
     finally:
         writer.communicate("\n", timeout=30)
     st.cache_data.clear()
