@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export SENTIMENT_DB ?= data/sentiment.duckdb
 
-.PHONY: install lock demo test test-fast up bench bench-quality lint clean postgres-server
+.PHONY: install lock demo test test-fast up up-postgres bench bench-quality lint clean postgres-server
 
 install: $(VENV)/.installed
 
@@ -79,6 +79,27 @@ up: install
 	trap "kill $$replay $$dashboard $$!" EXIT INT TERM; \
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
+# `make up` with PostgreSQL for both the warehouse and the Dagster instance
+# (deploy/dagster/dagster.yaml: runs, events and schedules in PostgreSQL, four runs at once,
+# symbols updated in parallel). By default a server of this machine keeps its files in
+# data/postgres, listens on 127.0.0.1:PG_PORT and stops when this stops (installed from Debian's
+# package when missing, like for the tests). PG_URL=postgresql://user:password@host:port uses
+# an existing server instead. Either way the databases `sentiment` (the warehouse) and
+# `dagster` (the instance) are created when missing; nothing else differs from `make up`.
+PG_PORT ?= 5433
+PG_URL ?=
+PG_DAGSTER_HOME := $(CURDIR)/data/dagster-postgres
+up-postgres: install $(if $(PG_URL),,$(POSTGRES))
+	@if [ -n "$(PG_URL)" ]; then url="$(PG_URL)"; else \
+	  url=$$($(BIN)/python scripts/local_postgres.py start data/postgres --port $(PG_PORT)) || exit 1; \
+	  trap "$(BIN)/python scripts/local_postgres.py stop data/postgres" EXIT INT TERM; \
+	fi; \
+	$(BIN)/python scripts/local_postgres.py createdb $$url sentiment dagster || exit 1; \
+	mkdir -p $(PG_DAGSTER_HOME) && cp deploy/dagster/dagster.yaml $(PG_DAGSTER_HOME)/; \
+	eval "$$($(BIN)/python scripts/local_postgres.py dagster-env $$url dagster)"; \
+	echo "PostgreSQL: $$url (databases sentiment and dagster)"; \
+	$(MAKE) --no-print-directory up UP_DB=$$url/sentiment DAGSTER_HOME=$(PG_DAGSTER_HOME)
+
 bench: install
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_clients.py
@@ -88,6 +109,8 @@ bench: install
 	$(BIN)/python bench/bench_hmm.py
 	$(BIN)/python bench/bench_dashboard.py
 	$(BIN)/python bench/bench_stream.py
+	$(BIN)/python bench/bench_postgres.py
+	$(BIN)/python bench/bench_parallel.py
 
 # Regime quality over full recorded histories (not bundled: several MB). DATA is a directory
 # with klines/, funding/ and fng/ as described in bench/bench_quality.py.
@@ -101,5 +124,5 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) data/*.duckdb data/*.wal dagster_home/storage dagster_home/history \
+	rm -rf $(VENV) data/*.duckdb data/*.wal data/postgres data/dagster-postgres dagster_home/storage dagster_home/history \
 	       dagster_home/schedules dagster_home/logs .pytest_cache

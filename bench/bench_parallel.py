@@ -2,7 +2,7 @@
 
 Twenty symbols (the two recorded ones and 18 derived ones, :mod:`derived`) x two intervals
 (1h, 4h), served by the replay exchange from a derived bundle; PostgreSQL is a throwaway
-server from Debian's package (``tests/pg_server.py``: fsync off, as in the tests).
+server from Debian's package (``scripts/local_postgres.py``: fsync off, as in the tests).
 
 1. ``backfill``: the bundled year through the real daemon (``dagster dev``): per symbol one
    ``market_data_job`` run and one ``sentiment_job`` run over the whole year (what a
@@ -35,9 +35,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from derived import config_text, write_bundle  # noqa: E402
+from local_postgres import create_database, postgres_binaries, throwaway_postgres  # noqa: E402
 
 from orchestration.definitions import build_definitions  # noqa: E402
 from replay.server import ReplayExchange  # noqa: E402
@@ -45,8 +46,6 @@ from sentiment.config import load_config  # noqa: E402
 from sentiment.io.store import Store  # noqa: E402
 from sentiment.services.live import LIVE_WORKERS, live_update  # noqa: E402
 from sentiment.settings import get_settings  # noqa: E402
-
-from pg_server import create_database, postgres_binaries, throwaway_postgres  # noqa: E402
 
 SYMBOLS = 20
 LIVE_START = dt.datetime(2022, 12, 1)

@@ -2,7 +2,7 @@
 
 The same ``Store.replace_range`` call (delete + insert in one transaction, the partition
 write) and ``Store.upsert`` of new keys on each backend, on a throwaway PostgreSQL server
-started from Debian's package (``tests/pg_server.py``; fsync off, like the tests) and a
+started from Debian's package (``scripts/local_postgres.py``; fsync off, like the tests) and a
 temporary DuckDB file. Each figure is the best of 3 runs on a fresh database, including the
 connection, the transfer and the commit. ``python bench/bench_postgres.py ROWS`` writes
 another number of rows. Skips with a message when PostgreSQL's server binaries are not
@@ -20,13 +20,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_store import frame  # noqa: E402
+from local_postgres import create_database, postgres_binaries, throwaway_postgres  # noqa: E402
 
 from sentiment.io.store import Store  # noqa: E402
-
-from pg_server import create_database, postgres_binaries, throwaway_postgres  # noqa: E402
 
 ROWS = 1_000_000
 RUNS = 3

@@ -53,9 +53,9 @@ def db_path(tmp_path):
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A throwaway PostgreSQL server on 127.0.0.1 for the session (tests/pg_server.py):
+    """A throwaway PostgreSQL server on 127.0.0.1 for the session (scripts/local_postgres.py):
     ``postgresql://postgres@127.0.0.1:PORT``, without a database name."""
-    from pg_server import postgres_binaries, throwaway_postgres
+    from local_postgres import postgres_binaries, throwaway_postgres
 
     bin_dir = postgres_binaries()
     if bin_dir is None:
@@ -69,7 +69,7 @@ def pg_url(postgres_server, request):
     """A new, empty PostgreSQL database of its own for this test: its URL."""
     import re
 
-    from pg_server import create_database
+    from local_postgres import create_database
 
     name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + (
         os.urandom(4).hex())

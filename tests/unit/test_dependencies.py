@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("sentiment", "orchestration", "dashboard", "replay")  # what the wheel ships
-TEST_CODE = ("tests", "bench")
+TEST_CODE = ("tests", "bench", "scripts")  # the development tools
 
 # Declared but never imported: each is used another way, which the test checks.
 #   dagster-webserver: `dagster dev` (make up) serves the Dagster UI from it.
@@ -50,7 +50,7 @@ def _imported(dirs: tuple[str, ...]) -> dict[str, str]:
     inside functions and ``if TYPE_CHECKING``)."""
     files = sorted(path for d in dirs for path in (ROOT / d).rglob("*.py"))
     first_party = set(PACKAGES)
-    if dirs == TEST_CODE:  # tests and benchmarks import each other's modules by name
+    if dirs == TEST_CODE:  # tests, benchmarks and scripts import each other's modules by name
         first_party |= {path.stem for path in files}
     found: dict[str, str] = {}
     for path in files:
