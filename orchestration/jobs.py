@@ -111,7 +111,7 @@ def _bootstrap_steps(context: OpExecutionContext, config: Config, db, bybit, fea
     """Run the bootstrap month by month, yielding each month's materializations as it is
     committed; returns the sentiment rows written."""
     rows = 0
-    for chunk in run_bootstrap(db, config, bybit, fear_greed, report=context.log.info):
+    for chunk in run_bootstrap(db, config, bybit, fear_greed):
         rows += chunk.rows
         yield from _materializations(chunk.touched_dates, job_name)
     return rows

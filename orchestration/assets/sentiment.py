@@ -20,6 +20,7 @@ from dagster import (
 
 from orchestration.assets import SINGLE_RUN, WRITES_DUCKDB, span_metadata
 from orchestration.assets.market_data import INGESTIONS
+from orchestration.logs import forward_progress
 from orchestration.partitions import group_partition_keys, market_data_partitions
 from orchestration.resources import StoreResource
 from sentiment.config import Config
@@ -50,15 +51,14 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
                           ) -> MaterializeResult:
         db = store.store()
         history, transitions, rows, models = [], [], 0, {}
-        for run in group_partition_keys(list(context.partition_keys)):
-            result = backfill(db, config, run.symbol, run.start, run.end)
-            history += result.history
-            transitions += result.transitions
-            rows += result.rows
-            models.update({m.model_id: m for m in result.models})
-            context.log.info(f"sentiment_history: {run.symbol} {run.start:%Y-%m-%d}.."
-                             f"{run.end:%Y-%m-%d}: {result.rows} row(s), "
-                             f"{len(result.models)} HMM model(s) trained")
+        runs = group_partition_keys(list(context.partition_keys))
+        with forward_progress(context):  # per symbol and interval, as each is computed
+            for run in runs:
+                result = backfill(db, config, run.symbol, run.start, run.end)
+                history += result.history
+                transitions += result.transitions
+                rows += result.rows
+                models.update({m.model_id: m for m in result.models})
         upsert = {"hmm_models": model_rows(list(models.values()))} if models else {}
         db.write(replace={"sentiment_history": history, "regime_transitions": transitions},
                  upsert=upsert)
