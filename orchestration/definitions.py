@@ -63,7 +63,8 @@ def build_definitions(config=None, settings=None) -> Definitions:
         schedules=[market_data_daily_schedule, fear_greed_daily_schedule,
                    build_hmm_retrain_schedule(config)],
         sensors=[build_live_update_sensor(config, live_job, bootstrap_job, store),
-                 build_stream_load_sensor(config, stream_load_job)],
+                 build_stream_load_sensor(config, stream_load_job,
+                                          [live_job.name, bootstrap_job.name])],
         resources={
             "store": store,
             "bybit": BybitResource.configured(settings.bybit_base_url, config),

@@ -21,6 +21,7 @@ from dagster import (
 from orchestration.assets import WRITER_POOL
 from orchestration.assets.market_data import GROUP, INGESTIONS
 from orchestration.logs import forward_progress
+from orchestration.partitions import in_partitions
 from orchestration.resources import (
     BybitResource,
     FearGreedResource,
@@ -97,9 +98,12 @@ def symbol_tags(symbols) -> dict[str, str]:
     return {SYMBOLS_TAG: ",".join(names)}
 
 
-def _materializations(touched_dates, source: str):
-    # DESIGN 8.1: the live job reports materializations for the partitions it touched.
+def _materializations(config: Config, touched_dates, source: str):
+    # DESIGN 8.1: the live job reports materializations for the partitions it touched (those
+    # the configuration has: a live loop may run past its end_date).
     for date, symbol in sorted(touched_dates):
+        if not in_partitions(config, date):
+            continue
         yield AssetMaterialization(
             asset_key="sentiment_history", partition=f"{date}|{symbol}",
             metadata={"source": MetadataValue.text(source)},
@@ -113,7 +117,7 @@ def _bootstrap_steps(context: OpExecutionContext, config: Config, db, bybit, fea
     rows = 0
     for chunk in run_bootstrap(db, config, bybit, fear_greed):
         rows += chunk.rows
-        yield from _materializations(chunk.touched_dates, job_name)
+        yield from _materializations(config, chunk.touched_dates, job_name)
     return rows
 
 
@@ -147,7 +151,7 @@ def build_live_update_job(config: Config) -> JobDefinition:
         for (symbol, interval), bars in sorted(result.bars.items()):
             context.log.info(f"{symbol} {interval}: {bars} new bar(s); final up to "
                              f"{result.final_until[(symbol, interval)]}")
-        yield from _materializations(result.touched_dates, "live_update_job")
+        yield from _materializations(config, result.touched_dates, "live_update_job")
         yield Output(sum(result.bars.values()))
 
     return _in_process_job(

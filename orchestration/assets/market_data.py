@@ -34,7 +34,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from orchestration.assets import SINGLE_RUN, WRITES_DUCKDB, span_metadata
+from orchestration.assets import (
+    SINGLE_RUN,
+    WRITES_DUCKDB,
+    empty_metadata,
+    empty_partitions,
+    rows_check,
+    rows_check_spec,
+    span_metadata,
+)
 from orchestration.logs import forward_progress
 from orchestration.partitions import (
     DateRun,
@@ -219,7 +227,25 @@ def _ingest(
     _remember_file(context, db)  # a file this write created
     combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     log.info(f"{table}: wrote {written:,} row(s) for {len(runs)} range(s)")
-    return MaterializeResult(metadata=_metadata(table, combined, runs, source))
+    empty, total = empty_partitions(runs, _days(table, combined))
+    why = (f"{source} answered no {table} rows for those days: before the symbol's "
+           "listing, after the end of its data, or not published yet")
+    if empty:
+        log.warning(f"{table}: {len(empty)} of {total} partition(s) hold no rows "
+                    f"(first {empty[0]})")
+    return MaterializeResult(metadata=_metadata(table, combined, runs, source)
+                             | empty_metadata(empty, total, why),
+                             check_results=[rows_check(table, empty, total, why)])
+
+
+def _days(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The partition (UTC day, and symbol) of each row of ``frame``."""
+    if frame.empty:
+        return pd.DataFrame({"day": []})
+    days = {"day": pd.to_datetime(frame[TABLES[table].time_column]).dt.floor("D")}
+    if "symbol" in frame.columns:
+        days["symbol"] = frame["symbol"]
+    return pd.DataFrame(days)
 
 
 def _skipped(context: AssetExecutionContext, table: str, flag: str) -> MaterializeResult:
@@ -229,7 +255,9 @@ def _skipped(context: AssetExecutionContext, table: str, flag: str) -> Materiali
     return MaterializeResult(metadata={
         "dagster/row_count": MetadataValue.int(0),
         "skipped": MetadataValue.text(f"{flag} is false"),
-    })
+    }, check_results=[dg.AssetCheckResult(
+        check_name=rows_check_spec(table).name, asset_key=table, passed=True,
+        description=f"not fetched: {flag} is false")])
 
 
 def build_ingestion_asset(spec: Ingestion, config: Config) -> AssetsDefinition:
@@ -251,6 +279,7 @@ def build_ingestion_asset(spec: Ingestion, config: Config) -> AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         group_name=GROUP,
         required_resource_keys={"store", spec.resource},
+        check_specs=[rows_check_spec(spec.table)],
         **WRITES_DUCKDB,
     )
     # ``config`` is the run's: Dagster finds the asset's run config by this parameter name.

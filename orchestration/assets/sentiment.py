@@ -18,13 +18,21 @@ from dagster import (
     asset,
 )
 
-from orchestration.assets import SINGLE_RUN, WRITES_DUCKDB, span_metadata
+from orchestration.assets import (
+    SINGLE_RUN,
+    WRITES_DUCKDB,
+    empty_metadata,
+    empty_partitions,
+    rows_check,
+    rows_check_spec,
+    span_metadata,
+)
 from orchestration.assets.market_data import INGESTIONS
 from orchestration.logs import forward_progress
 from orchestration.partitions import group_partition_keys, market_data_partitions
 from orchestration.resources import StoreResource
 from sentiment.config import Config
-from sentiment.services.pipeline import backfill, model_rows, train_latest
+from sentiment.services.pipeline import backfill, interval_delta, model_rows, train_latest
 
 GROUP = "sentiment"
 
@@ -45,6 +53,7 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
         backfill_policy=SINGLE_RUN,
         group_name=GROUP,
         deps=[*_market_data_deps(), "hmm_models"],
+        check_specs=[rows_check_spec("sentiment_history")],
         **WRITES_DUCKDB,
     )
     def sentiment_history(context: AssetExecutionContext, store: StoreResource
@@ -64,6 +73,15 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
                  upsert=upsert)
         frames = [s.frame for s in history if len(s.frame)]
         combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        # A row's partition is the UTC day its bar opened (its timestamp is the close).
+        opened = [(s.frame["timestamp"] - interval_delta(s.frame["interval"].iloc[0]))
+                  .dt.floor("D") for s in history if len(s.frame)]
+        days = pd.DataFrame({"day": pd.concat(opened, ignore_index=True),
+                             "symbol": combined["symbol"]}) if frames else pd.DataFrame(
+                                 {"day": [], "symbol": []})
+        empty, total = empty_partitions(runs, days)
+        why = ("no stored candles for those days: materialize candles for them first (the "
+               "exchange may have none: before the symbol's listing, after its data's end)")
         meta = {
             "dagster/row_count": MetadataValue.int(rows),
             "transitions": MetadataValue.int(sum(len(s.frame) for s in transitions)),
@@ -73,7 +91,9 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
             meta |= span_metadata(combined["timestamp"])
             regimes = combined["regime"].value_counts()
             meta["regimes"] = MetadataValue.json({str(k): int(v) for k, v in regimes.items()})
-        return MaterializeResult(metadata=meta)
+        return MaterializeResult(metadata=meta | empty_metadata(empty, total, why),
+                                 check_results=[rows_check("sentiment_history", empty, total,
+                                                           why)])
 
     @asset(
         description="Gaussian HMM regime models per symbol and interval, trained on the last "
