@@ -19,6 +19,7 @@ from dagster import DagsterInstance
 
 from orchestration.definitions import build_definitions
 from orchestration.logs import progress_to
+from orchestration.partitions import symbol_tags
 from replay.server import (
     BUNDLE_END,
     BUNDLE_START,
@@ -126,7 +127,8 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
         defs = build_definitions(config, settings)
         instance = _instance(persist)
         days = _range_tags(f"{start:%Y-%m-%d}", f"{last_day:%Y-%m-%d}")
-        pairs = _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}")
+        pairs = _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}"
+                            ) | symbol_tags(symbols)
         runs = [("market_data_job", pairs), ("fear_greed_job", days), ("sentiment_job", pairs),
                 ("hmm_retrain_job", {})]
         failed = []
@@ -134,7 +136,8 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
             started = time.perf_counter()
             job = defs.resolve_job_def(job_name)
             span = (f"{tags['dagster/asset_partition_range_start']} .. "
-                    f"{tags['dagster/asset_partition_range_end']}  " if tags else "")
+                    f"{tags['dagster/asset_partition_range_end']}  "
+                    if "dagster/asset_partition_range_start" in tags else "")
             print(f"{job_name}: {span}...", flush=True)
             with _progress():
                 result = job.execute_in_process(

@@ -21,7 +21,7 @@ from dagster import (
 from orchestration.assets import WRITER_POOL
 from orchestration.assets.market_data import GROUP, INGESTIONS
 from orchestration.logs import forward_progress
-from orchestration.partitions import in_partitions
+from orchestration.partitions import in_partitions, symbol_tags
 from orchestration.resources import (
     BybitResource,
     FearGreedResource,
@@ -77,25 +77,6 @@ def _in_process_job(name: str, step: OpDefinition, description: str,
         step()
 
     return one_step
-
-
-#: Run tag of a run that writes one symbol (a range of its partitions, or the live job of a
-#: one-symbol configuration); a run of one partition also has Dagster's
-#: ``dagster/partition/symbol``. deploy/dagster/dagster.yaml admits one run per value.
-SYMBOL_TAG = "sentiment/symbol"
-#: Run tag of a run that writes several symbols (their names, comma-separated);
-#: deploy/dagster/dagster.yaml admits one such run at a time.
-SYMBOLS_TAG = "sentiment/symbols"
-
-
-def symbol_tags(symbols) -> dict[str, str]:
-    """The run tag saying which symbols a run writes (see :data:`SYMBOL_TAG`)."""
-    names = sorted(set(symbols))
-    if not names:
-        return {}
-    if len(names) == 1:
-        return {SYMBOL_TAG: names[0]}
-    return {SYMBOLS_TAG: ",".join(names)}
 
 
 def _materializations(config: Config, touched_dates, source: str):

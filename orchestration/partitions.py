@@ -24,6 +24,26 @@ from dagster import (
 
 from sentiment.config import Config
 
+#: Run tag of a run that writes one symbol: a range of its partitions, a partition (which
+#: Dagster also tags ``dagster/partition/symbol``), the live job of a one-symbol
+#: configuration. deploy/dagster/dagster.yaml admits one run per value at a time.
+SYMBOL_TAG = "sentiment/symbol"
+#: Run tag of a run that writes several symbols (their names, comma-separated): the live
+#: and bootstrap jobs, a backfill over several symbols. deploy/dagster/dagster.yaml admits
+#: one such run at a time.
+SYMBOLS_TAG = "sentiment/symbols"
+
+
+def symbol_tags(symbols) -> dict[str, str]:
+    """The run tag saying which symbols a run writes (:data:`SYMBOL_TAG` or
+    :data:`SYMBOLS_TAG`; none for a run that writes no symbol's rows)."""
+    names = sorted({s for s in symbols if s})
+    if not names:
+        return {}
+    if len(names) == 1:
+        return {SYMBOL_TAG: names[0]}
+    return {SYMBOLS_TAG: ",".join(names)}
+
 
 def daily_partitions(config: Config) -> DailyPartitionsDefinition:
     end = config.end_date + dt.timedelta(days=1) if config.end_date else None  # exclusive

@@ -15,6 +15,8 @@ from dagster import (
     MetadataValue,
 )
 
+from orchestration.partitions import symbol_tags
+
 #: One pool for every writer of the DuckDB file: it allows one writing process at a time.
 WRITER_POOL = "duckdb_writer"
 
@@ -31,6 +33,22 @@ def span_metadata(times: pd.Series) -> dict[str, MetadataValue]:
     times = pd.to_datetime(times)
     return {"first": MetadataValue.text(str(times.min())),
             "last": MetadataValue.text(str(times.max()))}
+
+
+def tag_run_symbols(context, runs) -> None:
+    """Tag the run with the symbols it writes (``runs``: its ``DateRun`` ranges).
+
+    Dagster tags a one-partition run ``dagster/partition/symbol`` when it queues it, but a
+    range (a single-run backfill) only with its first and last key, which no run-queue limit
+    can read; a ``dagster/partition/...`` tag on a range would make Dagster take the range
+    for one partition. So the first step of a run adds ``sentiment/symbol(s)``: runs queued
+    after it then wait while it writes (deploy/dagster/dagster.yaml).
+    """
+    tags = symbol_tags(run.symbol for run in runs)
+    run = context.instance.get_run_by_id(context.run.run_id)
+    missing = {k: v for k, v in tags.items() if run is None or run.tags.get(k) != v}
+    if missing:
+        context.instance.add_run_tags(context.run.run_id, missing)
 
 
 def rows_check_name(table: str) -> str:

@@ -42,6 +42,7 @@ from orchestration.assets import (
     rows_check,
     rows_check_spec,
     span_metadata,
+    tag_run_symbols,
 )
 from orchestration.logs import forward_progress
 from orchestration.partitions import (
@@ -202,6 +203,7 @@ def _ingest(
     config: IngestConfig,
 ) -> MaterializeResult:
     runs = group_partition_keys(list(context.partition_keys))
+    tag_run_symbols(context, runs)
     db = run_store(context, store)  # before fetching: the file as the run found it
     frames, slices = [], []
     for run in runs:

@@ -26,6 +26,7 @@ from orchestration.assets import (
     rows_check,
     rows_check_spec,
     span_metadata,
+    tag_run_symbols,
 )
 from orchestration.assets.market_data import INGESTIONS
 from orchestration.logs import forward_progress
@@ -61,6 +62,7 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
         db = store.store()
         history, transitions, rows, models = [], [], 0, {}
         runs = group_partition_keys(list(context.partition_keys))
+        tag_run_symbols(context, runs)
         with forward_progress(context):  # per symbol and interval, as each is computed
             for run in runs:
                 result = backfill(db, config, run.symbol, run.start, run.end)
