@@ -18,9 +18,10 @@ So the write lock is held only while a month is committed (a fraction of a secon
 dashboard and ``sentiment status`` read between months and see the history grow, and each
 month is reported ("BTCUSDT 60: 4,320/8,016 bars"). The rows are the live job's: a
 history made month by month from the checkpoint equals one made in a single run (DESIGN
-5.2, tested). The bootstrap stops at the last Monday 00:00 UTC before the exchange's clock
-(the newest HMM retrain boundary), so the live job's first run after it has less than a
-week of bars to add, no model to train, and loads what the stream staged meanwhile.
+5.2, tested). The bootstrap stops a day after the newest HMM retrain boundary (Monday
+00:00 UTC) that is a day old, so the live job's first run after it has at most eight days
+of bars to add and no model to train (unless a newer boundary passed), and it loads what
+the stream staged meanwhile.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ from sentiment.services.pipeline import interval_delta, model_rows
 log = logging.getLogger(__name__)
 
 #: A live checkpoint older than this (by the exchange's clock), or none at all: the live
-#: sensor requests a bootstrap instead of a live run. Two weeks: more than the week the
-#: bootstrap leaves to the live job, so a finished bootstrap is never asked for again.
+#: sensor requests a bootstrap instead of a live run. Two weeks: more than the eight days
+#: the bootstrap leaves to the live job, so a finished bootstrap is never asked for again.
 BOOTSTRAP_AFTER = dt.timedelta(days=14)
 
 Report = Callable[[str], None]
@@ -73,10 +74,12 @@ def behind(store: Store, config: Config, now: dt.datetime) -> str | None:
 
 
 def bootstrap_until(now: dt.datetime) -> dt.datetime:
-    """Where the bootstrap stops: the last Monday 00:00 UTC at or before ``now`` (the newest
-    HMM boundary), so the live job's first run trains no model."""
-    day = dt.datetime.combine(now.date(), dt.time())
-    return day - dt.timedelta(days=day.weekday())
+    """Where the bootstrap stops: a day after the newest HMM boundary (Monday 00:00 UTC) at
+    least a day before ``now``. The slower sources are final for the boundary's bars a few
+    hours after it, so the bootstrap trains its models and the live job's first run has at
+    most eight days of bars to add, with no model to train unless a newer boundary passed."""
+    day = dt.datetime.combine((now - dt.timedelta(days=1)).date(), dt.time())
+    return day - dt.timedelta(days=day.weekday()) + dt.timedelta(days=1)
 
 
 def month_ends(start: dt.datetime, until: dt.datetime) -> list[dt.datetime]:
@@ -126,7 +129,7 @@ def _stored_bars(store: Store, first: dt.datetime) -> dict[tuple[str, str], int]
 def bootstrap(store: Store, config: Config, bybit: BybitClient,
               fear_greed: FearGreedClient | None = None, *,
               report: Report = log.info) -> Iterator[Chunk]:
-    """Bring the database up to the last Monday before the exchange's clock, one month at
+    """Bring the database up to :func:`bootstrap_until` the exchange's clock, one month at
     a time; yields each month once it is committed (and tells ``report`` how far it got)."""
     now = naive_utc_datetime(bybit.server_time())
     until = bootstrap_until(now)
