@@ -8,11 +8,14 @@ import datetime as dt
 
 import pandas as pd
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
-    AssetCheckSpec,
+    AssetKey,
     BackfillPolicy,
     MetadataValue,
+    asset_check,
 )
 
 from orchestration.partitions import symbol_tags
@@ -55,16 +58,6 @@ def rows_check_name(table: str) -> str:
     return f"{table}_partitions_have_rows"
 
 
-def rows_check_spec(table: str) -> AssetCheckSpec:
-    """The check a materialization of ``table`` reports with itself: every partition it
-    wrote holds rows. A backfill of days the source has no data for (before a listing,
-    after the data's end) still succeeds, but never silently."""
-    return AssetCheckSpec(
-        rows_check_name(table), asset=table,
-        description="Every partition of the materialization holds rows (a day the source "
-        "has no data for is named here instead of passing as materialized).")
-
-
 def empty_partitions(runs, days: pd.DataFrame) -> tuple[list[str], int]:
     """Partition keys of ``runs`` (``DateRun``) without a row in ``days`` (columns ``day``:
     a UTC midnight, and ``symbol`` for partitions by symbol), and the number of keys."""
@@ -83,25 +76,51 @@ def empty_partitions(runs, days: pd.DataFrame) -> tuple[list[str], int]:
     return empty, total
 
 
-def rows_check(table: str, empty: list[str], total: int, why: str) -> AssetCheckResult:
-    """:func:`rows_check_spec`'s result: failed (a warning) when a partition is empty."""
-    if not empty:
-        return AssetCheckResult(check_name=rows_check_name(table), asset_key=table,
-                                passed=True, description=f"all {total} partition(s) hold rows",
-                                metadata={"empty_partitions": MetadataValue.int(0)})
-    shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-    return AssetCheckResult(
-        check_name=rows_check_name(table), asset_key=table, passed=False,
-        severity=AssetCheckSeverity.WARN,
-        description=f"{len(empty)} of {total} partition(s) hold no rows: {shown} ({why})",
-        metadata={"empty_partitions": MetadataValue.int(len(empty)),
-                  "empty": MetadataValue.json(empty[:200])})
+#: How many empty partition keys a materialization lists (the count is always exact).
+EMPTY_KEYS_SHOWN = 200
 
 
 def empty_metadata(empty: list[str], total: int, why: str) -> dict[str, MetadataValue]:
-    """What a materialization says about its empty partitions (nothing when none is)."""
-    if not empty:
-        return {}
-    return {"empty_partitions": MetadataValue.int(len(empty)),
-            "empty": MetadataValue.text(f"{len(empty)} of {total} partition(s) hold no rows "
-                                        f"(first {empty[0]}): {why}")}
+    """What a materialization says about the partitions it wrote that hold no rows: how
+    many (always), which and why (when any). ``<asset>_partitions_have_rows`` reads it."""
+    meta = {"empty_partitions": MetadataValue.int(len(empty)),
+            "partitions_written": MetadataValue.int(total)}
+    if empty:
+        meta["empty"] = MetadataValue.text(
+            f"{len(empty)} of {total} partition(s) hold no rows (first {empty[0]}): {why}")
+        meta["empty_keys"] = MetadataValue.json(empty[:EMPTY_KEYS_SHOWN])
+    return meta
+
+
+def build_rows_check(table: str) -> AssetChecksDefinition:
+    """``<table>_partitions_have_rows``: the newest materialization of ``table`` wrote no
+    empty partition. A backfill of days the source has no data for (before a listing,
+    after the data's end) still succeeds, but never silently: this check fails (a warning)
+    naming them. It runs with every materialization, and alone on the newest one."""
+
+    @asset_check(asset=table, name=rows_check_name(table),
+                 description="Every partition the newest materialization wrote holds rows (a "
+                 "day the source has no data for is named here instead of passing as "
+                 "materialized).")
+    def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(AssetKey(table))
+        if event is None or event.asset_materialization is None:
+            return AssetCheckResult(passed=True, description="not materialized yet")
+        meta = event.asset_materialization.metadata
+        count = meta.get("empty_partitions")
+        run = f"run {event.run_id[:8]}"
+        if count is None or not count.value:
+            return AssetCheckResult(passed=True, description=f"no empty partition ({run})",
+                                    metadata={"empty_partitions": MetadataValue.int(0)})
+        keys = list(meta["empty_keys"].value) if "empty_keys" in meta else []
+        total = meta["partitions_written"].value if "partitions_written" in meta else "?"
+        shown = ", ".join(keys[:5]) + (f" and {count.value - 5} more" if count.value > 5
+                                       else "")
+        return AssetCheckResult(
+            passed=False, severity=AssetCheckSeverity.WARN,
+            description=f"{count.value} of {total} partition(s) hold no rows ({run}): {shown}",
+            metadata={"empty_partitions": MetadataValue.int(count.value),
+                      "empty": meta["empty"] if "empty" in meta else MetadataValue.text(""),
+                      "empty_keys": MetadataValue.json(keys)})
+
+    return check

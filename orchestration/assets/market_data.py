@@ -39,8 +39,6 @@ from orchestration.assets import (
     WRITES_DUCKDB,
     empty_metadata,
     empty_partitions,
-    rows_check,
-    rows_check_spec,
     span_metadata,
     tag_run_symbols,
 )
@@ -236,8 +234,7 @@ def _ingest(
         log.warning(f"{table}: {len(empty)} of {total} partition(s) hold no rows "
                     f"(first {empty[0]})")
     return MaterializeResult(metadata=_metadata(table, combined, runs, source)
-                             | empty_metadata(empty, total, why),
-                             check_results=[rows_check(table, empty, total, why)])
+                             | empty_metadata(empty, total, why))
 
 
 def _days(table: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -257,9 +254,7 @@ def _skipped(context: AssetExecutionContext, table: str, flag: str) -> Materiali
     return MaterializeResult(metadata={
         "dagster/row_count": MetadataValue.int(0),
         "skipped": MetadataValue.text(f"{flag} is false"),
-    }, check_results=[dg.AssetCheckResult(
-        check_name=rows_check_spec(table).name, asset_key=table, passed=True,
-        description=f"not fetched: {flag} is false")])
+    })
 
 
 def build_ingestion_asset(spec: Ingestion, config: Config) -> AssetsDefinition:
@@ -281,7 +276,6 @@ def build_ingestion_asset(spec: Ingestion, config: Config) -> AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         group_name=GROUP,
         required_resource_keys={"store", spec.resource},
-        check_specs=[rows_check_spec(spec.table)],
         **WRITES_DUCKDB,
     )
     # ``config`` is the run's: Dagster finds the asset's run config by this parameter name.

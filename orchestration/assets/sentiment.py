@@ -23,8 +23,6 @@ from orchestration.assets import (
     WRITES_DUCKDB,
     empty_metadata,
     empty_partitions,
-    rows_check,
-    rows_check_spec,
     span_metadata,
     tag_run_symbols,
 )
@@ -54,7 +52,6 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
         backfill_policy=SINGLE_RUN,
         group_name=GROUP,
         deps=[*_market_data_deps(), "hmm_models"],
-        check_specs=[rows_check_spec("sentiment_history")],
         **WRITES_DUCKDB,
     )
     def sentiment_history(context: AssetExecutionContext, store: StoreResource
@@ -93,9 +90,7 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
             meta |= span_metadata(combined["timestamp"])
             regimes = combined["regime"].value_counts()
             meta["regimes"] = MetadataValue.json({str(k): int(v) for k, v in regimes.items()})
-        return MaterializeResult(metadata=meta | empty_metadata(empty, total, why),
-                                 check_results=[rows_check("sentiment_history", empty, total,
-                                                           why)])
+        return MaterializeResult(metadata=meta | empty_metadata(empty, total, why))
 
     @asset(
         description="Gaussian HMM regime models per symbol and interval, trained on the last "

@@ -118,7 +118,7 @@ def test_an_empty_partition_is_named_not_a_silent_success(ui):
         assert ranged["status"] == "FAILED"
         assert ranged["evaluation"]["severity"] == "WARN"
         description = ranged["evaluation"]["description"]
-        assert description.startswith("4 of 8 partition(s) hold no rows: ")
+        assert description.startswith("4 of 8 partition(s) hold no rows (run ")
         assert "2021-12-30|BTCUSDT" in description and "2021-12-31|ETHUSDT" in description
         assert "2022-01-01" not in description
     single = ui(CHECK, asset="candles", check="candles_partitions_have_rows")[
