@@ -205,3 +205,26 @@ def test_a_database_weeks_behind_is_caught_up_in_chunks_by_the_live_job_itself(
     assert behind(store, config, later) is None
     newest = store.read("sentiment_history").groupby("interval")["timestamp"].max()
     assert newest["60"] >= pd.Timestamp(later - dt.timedelta(hours=2))
+
+
+@pytest.mark.slow
+def test_the_bootstrap_on_postgresql_equals_one_live_update_on_duckdb(clean_replay, pg_url,
+                                                                      tmp_path):
+    from sentiment.services.bootstrap import bootstrap
+
+    config = live_config(dt.date(2022, 3, 1))
+    clients = (BybitClient(clean_replay.base_url),
+               FearGreedClient(clean_replay.fear_greed_url))
+    clean_replay.set_clock(dt.datetime(2022, 4, 20, 6))
+    pg = Store(pg_url)
+    lines: list[str] = []
+    chunks = list(bootstrap(pg, config, *clients, report=lines.append))
+    assert [c.end for c in chunks] == [dt.datetime(2022, 4, 1), dt.datetime(2022, 4, 19)]
+    assert any(line.startswith("BTCUSDT 60: ") for line in lines)
+    live_update(pg, config, *clients)
+    once = Store(str(tmp_path / "once.duckdb"))
+    live_update(once, config, *clients)
+    assert_tables_equal(pg.read("sentiment_history")[list(HISTORY_COLUMNS)],
+                        once.read("sentiment_history")[list(HISTORY_COLUMNS)])
+    assert_tables_equal(pg.read("regime_transitions"), once.read("regime_transitions"))
+    assert set(pg.read("hmm_models")["model_id"]) == set(once.read("hmm_models")["model_id"])
