@@ -50,34 +50,53 @@ test: install $(CHROMIUM) $(POSTGRES)
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit
 
-# Dagster UI on 127.0.0.1:3000 and the dashboard on 127.0.0.1:8501, against the replay
-# exchange on 127.0.0.1:8765, whose clock starts at REPLAY_START and runs REPLAY_SPEED times faster than the wall clock (120: one
-# hourly bar closes every 30 s, the sensor's interval). live_update_sensor then drives
-# live_update_job, which writes new rows to UP_DB as the bars close (the demo's database
-# already holds the whole bundled year, so the live loop gets its own file).
-# Set BYBIT_BASE_URL=https://api.bybit.com, BYBIT_WS_URL=wss://stream.bybit.com/v5/public/linear
-# and FEAR_GREED_URL=https://api.alternative.me/fng/ (and REPLAY_SPEED=0) to use the real
-# sources instead.
-# The replay exchange also serves the public WebSocket on 127.0.0.1:8766 (books, tickers and
-# liquidations derived from the bundle, a book gap every 500 deltas to show the resync);
-# `sentiment stream` stages what it receives beside UP_DB, and stream_load_sensor loads it.
+# Ports of `make up`, overridable on the command line when one is taken:
+#   make up DAGSTER_PORT=3001 DASHBOARD_PORT=8502 REPLAY_PORT=8775 REPLAY_WS_PORT=8776
+DAGSTER_PORT   ?= 3000
+DASHBOARD_PORT ?= 8501
+REPLAY_PORT    ?= 8765
+REPLAY_WS_PORT ?= 8766
+# The replay exchange's clock starts at REPLAY_START and runs REPLAY_SPEED times faster than
+# the wall clock (120: one hourly bar closes every 30 s, the sensor's interval).
 REPLAY_START ?= 2022-12-01
 REPLAY_SPEED ?= 120
 UP_DB ?= data/live.duckdb
+
+# The parts of every `up` target (a sibling target for another profile, e.g. PostgreSQL,
+# sets its own SENTIMENT_DB and DAGSTER_HOME and reuses these with the same ports):
+# the replay exchange (REST and the public WebSocket: books, tickers and liquidations
+# derived from the bundle, a book gap every 500 deltas to show the resync), the clients
+# pointed at it unless the environment names other sources, the dashboard, the stream, and
+# Dagster's UI with its daemon.
+UP_REPLAY = $(BIN)/sentiment replay-server --port $(REPLAY_PORT) --now $(REPLAY_START) \
+	  --speed $(REPLAY_SPEED) --ws-port $(REPLAY_WS_PORT) --gap-every 500
+UP_SOURCES = BYBIT_BASE_URL=$${BYBIT_BASE_URL:-http://127.0.0.1:$(REPLAY_PORT)} \
+	  BYBIT_WS_URL=$${BYBIT_WS_URL:-ws://127.0.0.1:$(REPLAY_WS_PORT)/v5/public/linear} \
+	  FEAR_GREED_URL=$${FEAR_GREED_URL:-http://127.0.0.1:$(REPLAY_PORT)/fng/}
+UP_DASHBOARD = $(BIN)/streamlit run dashboard/app.py --server.headless true \
+	  --server.address 127.0.0.1 --server.port $(DASHBOARD_PORT) --browser.gatherUsageStats false
+UP_DAGSTER = $(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT) -w workspace.yaml
+UP_BANNER = echo "Dagster UI http://127.0.0.1:$(DAGSTER_PORT)  dashboard http://127.0.0.1:$(DASHBOARD_PORT)  replay exchange http://127.0.0.1:$(REPLAY_PORT)"; \
+	  echo "First start: bootstrap_job fills the database month by month (about a minute for the"; \
+	  echo "bundled eleven months; Runs page of the Dagster UI), then live_update_job adds each new bar."
+
+# Dagster UI and the dashboard against the replay exchange (README, "The live loop").
+# live_update_sensor drives bootstrap_job on the first start, then live_update_job, which
+# writes new rows to UP_DB as the bars close (the demo's database already holds the whole
+# bundled year, so the live loop gets its own file). `sentiment stream` stages what it
+# receives beside UP_DB; the live runs load it. Set BYBIT_BASE_URL=https://api.bybit.com,
+# BYBIT_WS_URL=wss://stream.bybit.com/v5/public/linear and
+# FEAR_GREED_URL=https://api.alternative.me/fng/ (and REPLAY_SPEED=0) for the real sources.
 up: install
-	$(BIN)/sentiment replay-server --port 8765 --now $(REPLAY_START) --speed $(REPLAY_SPEED) \
-	  --ws-port 8766 --gap-every 500 & \
+	$(UP_REPLAY) & \
 	replay=$$!; \
-	export SENTIMENT_DB=$(UP_DB) \
-	  BYBIT_BASE_URL=$${BYBIT_BASE_URL:-http://127.0.0.1:8765} \
-	  BYBIT_WS_URL=$${BYBIT_WS_URL:-ws://127.0.0.1:8766/v5/public/linear} \
-	  FEAR_GREED_URL=$${FEAR_GREED_URL:-http://127.0.0.1:8765/fng/}; \
-	$(BIN)/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1 \
-	  --server.port 8501 --browser.gatherUsageStats false & \
+	export SENTIMENT_DB=$(UP_DB) $(UP_SOURCES); \
+	$(UP_DASHBOARD) & \
 	dashboard=$$!; \
 	$(BIN)/sentiment stream & \
 	trap "kill $$replay $$dashboard $$!" EXIT INT TERM; \
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	$(UP_BANNER); \
+	$(UP_DAGSTER)
 
 # `make up` with PostgreSQL for both the warehouse and the Dagster instance
 # (deploy/dagster/dagster.yaml: runs, events and schedules in PostgreSQL, four runs at once,

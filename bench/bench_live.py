@@ -6,18 +6,26 @@
    real ``dagster dev`` daemon, sensor (polling every second, DESIGN 8.9) and run
    [median <= 5 s]. The replay clock runs 360x (an hourly bar every 10 s).
 3. Backfill of ``sentiment_history`` over the whole bundled window (``sentiment_job``).
+4. The first start of `make up` in process (an empty database, the replay clock at
+   2022-12-01, history from 2022-01-01): when a reader in another process first sees
+   ``sentiment_history`` rows, the longest write-lock hold and the longest wait of that
+   reader, for one live update over everything (the earlier first run) and for
+   ``bootstrap_job`` then ``live_update_job``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -29,7 +37,10 @@ from dagster import DagsterInstance  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
 from replay.server import ReplayExchange  # noqa: E402
 from sentiment.config import load_config  # noqa: E402
+from sentiment.io.sources.bybit import BybitClient  # noqa: E402
+from sentiment.io.sources.fear_greed import FearGreedClient  # noqa: E402
 from sentiment.io.store import Store  # noqa: E402
+from sentiment.services.live import live_update  # noqa: E402
 from sentiment.settings import get_settings  # noqa: E402
 
 SPEED = 360.0  # replay seconds per wall second: an hourly bar every 10 s
@@ -188,10 +199,91 @@ def _breakdown(home: Path, start_clock: dt.datetime, epoch0: float) -> dict[str,
     return out if out["run"] else {}
 
 
+#: A reader beside the writer (as the dashboard): counts rows through short read-only
+#: connections; prints when it first saw rows and its longest wait for the writer.
+READER = textwrap.dedent("""
+    import json, sys, time
+    from sentiment.io.store import Store
+    store, t0 = Store(sys.argv[1], lock_timeout=0.05), float(sys.argv[2])
+    first, longest, since = None, 0.0, None
+    print("ready", flush=True)
+    while True:
+        now = time.time()
+        try:
+            n = int(store.query("SELECT count(*) AS n FROM sentiment_history")["n"].iloc[0])
+            first = first if first is not None or not n else now - t0
+            longest, since = max(longest, now - since) if since else longest, None
+        except Exception:
+            since = since or now
+        print(json.dumps([first, max(longest, time.time() - since if since else 0.0)]),
+              flush=True)
+        time.sleep(0.05)
+""")
+
+
+@contextlib.contextmanager
+def _write_holds():
+    """Seconds each write connection of this process stayed open (the write lock)."""
+    holds: list[float] = []
+    original = Store.connect
+
+    @contextlib.contextmanager
+    def timed(self, *, read_only=False):
+        outer = self._session is None and not read_only
+        started = time.perf_counter()
+        with original(self, read_only=read_only) as conn:
+            try:
+                yield conn
+            finally:
+                if outer:
+                    holds.append(time.perf_counter() - started)
+
+    Store.connect = timed
+    try:
+        yield holds
+    finally:
+        Store.connect = original
+
+
+def bench_first_start(tmp: Path) -> None:
+    config = load_config()
+    for name in ("one live update", "bootstrap_job + live_update_job"):
+        db = str(tmp / f"first_{len(name)}.duckdb")
+        Store(db).init()
+        with ReplayExchange(port=0, now=dt.datetime(2022, 12, 1)) as exchange:
+            t0 = time.time()
+            reader = subprocess.Popen([sys.executable, "-c", READER, db, str(t0)],
+                                      stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            assert reader.stdout.readline().strip() == "ready"
+            with _write_holds() as holds:
+                if name == "one live update":
+                    live_update(Store(db), config, BybitClient(exchange.base_url),
+                                FearGreedClient(exchange.fear_greed_url))
+                else:
+                    defs = _defs(exchange, db, config)
+                    instance = DagsterInstance.ephemeral()
+                    _run(defs, "bootstrap_job", instance)
+                    _run(defs, "live_update_job", instance)
+            took = time.time() - t0
+            while True:  # until the reader has seen the rows
+                first, waited = json.loads(reader.stdout.readline())
+                if first is not None:
+                    break
+            reader.kill()
+            reader.wait()
+        print(f"first start, {name}: rows visible to a reader after {first:.1f} s, all "
+              f"after {took:.1f} s; longest write-lock hold {max(holds):.2f} s, longest "
+              f"reader wait {waited:.1f} s")
+
+
 def main() -> None:
     # ignore_cleanup_errors: a stopped `dagster dev` may still be flushing its run history.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        if "--first-start-only" in sys.argv:
+            bench_first_start(Path(tmp))
+            return
         if "--latency-only" not in sys.argv:
+            bench_first_start(Path(tmp))
             bench_one_bar(Path(tmp), 30)
             bench_one_bar(Path(tmp), 334)
             bench_backfill(Path(tmp))

@@ -24,6 +24,7 @@ from dagster import (
     asset_check,
 )
 
+from orchestration.assets import build_rows_check
 from orchestration.resources import BybitResource, StoreResource
 from sentiment.config import Config
 from sentiment.errors import SourceError
@@ -31,6 +32,9 @@ from sentiment.io.store import named_queries
 from sentiment.models import INTERVAL_MINUTES
 
 QUERIES = named_queries("checks.sql")
+#: The assets whose materializations say which partitions they left empty.
+ROWS_CHECKED = ("candles", "funding_rates", "open_interest", "long_short_ratio", "fear_greed",
+                "sentiment_history")
 
 
 def _query(store: StoreResource, query: str) -> pd.DataFrame:
@@ -195,4 +199,5 @@ def build_check(spec: RowsCheck | FreshnessCheck, config: Config) -> AssetChecks
 
 def build_asset_checks(config: Config) -> list[AssetChecksDefinition]:
     """Every asset check of the project."""
-    return [build_check(spec, config) for spec in CHECKS]
+    return [build_check(spec, config) for spec in CHECKS] + [
+        build_rows_check(table) for table in ROWS_CHECKED]

@@ -14,6 +14,7 @@ from orchestration.assets.market_data import build_market_data_assets
 from orchestration.assets.sentiment import build_sentiment_assets
 from orchestration.checks import build_asset_checks
 from orchestration.jobs import (
+    build_bootstrap_job,
     build_live_update_job,
     fear_greed_job,
     hmm_retrain_job,
@@ -52,17 +53,20 @@ def build_definitions(config=None, settings=None) -> Definitions:
     config = config or load_config()
     settings = settings or get_settings()
     live_job = build_live_update_job(config)
+    bootstrap_job = build_bootstrap_job(config)
+    store = StoreResource(database=settings.db_path)
     return Definitions(
         assets=build_market_data_assets(config) + build_sentiment_assets(config),
         asset_checks=build_asset_checks(config),
         jobs=[market_data_job, fear_greed_job, sentiment_job, hmm_retrain_job, live_job,
-              stream_load_job],
+              bootstrap_job, stream_load_job],
         schedules=[market_data_daily_schedule, fear_greed_daily_schedule,
                    build_hmm_retrain_schedule(config)],
-        sensors=[build_live_update_sensor(config, live_job),
-                 build_stream_load_sensor(config, stream_load_job)],
+        sensors=[build_live_update_sensor(config, live_job, bootstrap_job, store),
+                 build_stream_load_sensor(config, stream_load_job,
+                                          [live_job.name, bootstrap_job.name])],
         resources={
-            "store": StoreResource(database=settings.db_path),
+            "store": store,
             "bybit": BybitResource.configured(settings.bybit_base_url, config),
             "fear_greed_api": FearGreedResource.configured(settings.fear_greed_url, config),
             "stream_staging": StagingResource(directory=settings.stream_dir),

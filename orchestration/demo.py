@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import sys
 import time
@@ -17,6 +18,8 @@ import time
 from dagster import DagsterInstance
 
 from orchestration.definitions import build_definitions
+from orchestration.logs import progress_to
+from orchestration.partitions import symbol_tags
 from replay.server import (
     BUNDLE_END,
     BUNDLE_START,
@@ -42,8 +45,28 @@ INGESTED = {
 }
 
 
-#: Keep Dagster's per-step log lines out of the demo's report (the UI shows them all).
+#: Keep Dagster's per-step log lines out of the demo's report (the UI shows them all);
+#: the steps' own progress lines are printed instead (:func:`_progress`).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+class _Elapsed(logging.Formatter):
+    """``    [  12.3 s] message``: seconds since the job started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.perf_counter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"    [{time.perf_counter() - self.started:6.1f} s] {record.getMessage()}"
+
+
+def _progress():
+    """Print the steps' progress lines (per table and symbol, per symbol and interval, HMM
+    models) while a job runs: a long step never sits silent."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_Elapsed())
+    return progress_to(handler)
 
 
 def _range_tags(first: str, last: str) -> dict[str, str]:
@@ -106,20 +129,24 @@ def run(start: dt.date, end: dt.date, persist: bool = False) -> int:
         defs = build_definitions(config, settings)
         instance = _instance(persist)
         days = _range_tags(f"{start:%Y-%m-%d}", f"{last_day:%Y-%m-%d}")
-        pairs = _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}")
+        pairs = _range_tags(f"{start:%Y-%m-%d}|{symbols[0]}", f"{last_day:%Y-%m-%d}|{symbols[-1]}"
+                            ) | symbol_tags(symbols)
         runs = [("market_data_job", pairs), ("fear_greed_job", days), ("sentiment_job", pairs),
                 ("hmm_retrain_job", {})]
         failed = []
         for job_name, tags in runs:
             started = time.perf_counter()
             job = defs.resolve_job_def(job_name)
-            result = job.execute_in_process(
-                instance=instance, tags=tags, raise_on_error=False, run_config=QUIET
-            )
+            span = (f"{tags['dagster/asset_partition_range_start']} .. "
+                    f"{tags['dagster/asset_partition_range_end']}  "
+                    if "dagster/asset_partition_range_start" in tags else "")
+            print(f"{job_name}: {span}...", flush=True)
+            with _progress():
+                result = job.execute_in_process(
+                    instance=instance, tags=tags, raise_on_error=False, run_config=QUIET
+                )
             took = time.perf_counter() - started
             status = "ok" if result.success else "FAILED"
-            span = (f"{tags['dagster/asset_partition_range_start']} .. "
-                    f"{tags['dagster/asset_partition_range_end']}  " if tags else "")
             print(f"{job_name}: {span}{status} in {took:.1f} s")
             for check in result.get_asset_check_evaluations():
                 mark = "pass" if check.passed else f"FAIL ({check.severity.value})"

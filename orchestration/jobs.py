@@ -20,6 +20,8 @@ from dagster import (
 
 from orchestration.assets import WRITER_POOL
 from orchestration.assets.market_data import GROUP, INGESTIONS
+from orchestration.logs import forward_progress
+from orchestration.partitions import in_partitions, symbol_tags
 from orchestration.resources import (
     BybitResource,
     FearGreedResource,
@@ -27,7 +29,10 @@ from orchestration.resources import (
     StoreResource,
 )
 from sentiment.config import Config
+from sentiment.core.timeutil import naive_utc_datetime
 from sentiment.io.staging import load_staged
+from sentiment.services.bootstrap import behind
+from sentiment.services.bootstrap import bootstrap as run_bootstrap
 from sentiment.services.live import live_update as run_live_update
 
 #: The ingestion assets partitioned by date and symbol (the others: by date only).
@@ -62,15 +67,39 @@ sentiment_job = define_asset_job(
 )
 
 
-def _in_process_job(name: str, step: OpDefinition, description: str) -> JobDefinition:
+def _in_process_job(name: str, step: OpDefinition, description: str,
+                    tags: dict[str, str] | None = None) -> JobDefinition:
     """A job of the one op ``step``, run in the launching process: no per-step process
     start-up (a new bar in well under a second)."""
 
-    @job(name=name, executor_def=in_process_executor, description=description)
+    @job(name=name, executor_def=in_process_executor, description=description, tags=tags)
     def one_step():
         step()
 
     return one_step
+
+
+def _materializations(config: Config, touched_dates, source: str):
+    # DESIGN 8.1: the live job reports materializations for the partitions it touched (those
+    # the configuration has: a live loop may run past its end_date).
+    for date, symbol in sorted(touched_dates):
+        if not in_partitions(config, date):
+            continue
+        yield AssetMaterialization(
+            asset_key="sentiment_history", partition=f"{date}|{symbol}",
+            metadata={"source": MetadataValue.text(source)},
+        )
+
+
+def _bootstrap_steps(context: OpExecutionContext, config: Config, db, bybit, fear_greed,
+                     job_name: str):
+    """Run the bootstrap month by month, yielding each month's materializations as it is
+    committed; returns the sentiment rows written."""
+    rows = 0
+    for chunk in run_bootstrap(db, config, bybit, fear_greed):
+        rows += chunk.rows
+        yield from _materializations(config, chunk.touched_dates, job_name)
+    return rows
 
 
 def build_live_update_job(config: Config) -> JobDefinition:
@@ -80,12 +109,22 @@ def build_live_update_job(config: Config) -> JobDefinition:
         pool=WRITER_POOL,
         description="Fetch the bars and slower data published since the last run, extend "
         "every tracker from its checkpoint and write rows, transitions and checkpoints in "
-        "one transaction.",
+        "one transaction. A database weeks behind is first brought up in monthly chunks, "
+        "as bootstrap_job does.",
     )
     def live_update(context: OpExecutionContext, store: StoreResource, bybit: BybitResource,
                     fear_greed_api: FearGreedResource, stream_staging: StagingResource):
-        result = run_live_update(store.store(), config, bybit.client(), fear_greed_api.client(),
-                                 stream_staging.staging())
+        db, client = store.store(), bybit.client()
+        with forward_progress(context):
+            # Requested directly on an empty or long idle database: the monthly chunks
+            # first, so the write lock is never held for the whole history.
+            reason = behind(db, config, naive_utc_datetime(client.server_time()))
+            if reason:
+                context.log.info(f"catching up first ({reason})")
+                yield from _bootstrap_steps(context, config, db, client,
+                                            fear_greed_api.client(), "live_update_job")
+            result = run_live_update(db, config, client, fear_greed_api.client(),
+                                     stream_staging.staging())
         if result.staged:
             context.log.info(f"loaded the stream's staged rows: {result.staged}")
         if result.staging_error:
@@ -93,17 +132,39 @@ def build_live_update_job(config: Config) -> JobDefinition:
         for (symbol, interval), bars in sorted(result.bars.items()):
             context.log.info(f"{symbol} {interval}: {bars} new bar(s); final up to "
                              f"{result.final_until[(symbol, interval)]}")
-        # DESIGN 8.1: the live job reports materializations for the partitions it touched.
-        for date, symbol in sorted(result.touched_dates):
-            yield AssetMaterialization(
-                asset_key="sentiment_history", partition=f"{date}|{symbol}",
-                metadata={"source": MetadataValue.text("live_update_job")},
-            )
+        yield from _materializations(config, result.touched_dates, "live_update_job")
         yield Output(sum(result.bars.values()))
 
     return _in_process_job(
         "live_update_job", live_update,
-        "Near-real-time update of sentiment_history from the newest closed bars.")
+        "Near-real-time update of sentiment_history from the newest closed bars.",
+        tags=symbol_tags(config.symbols))
+
+
+def build_bootstrap_job(config: Config) -> JobDefinition:
+    """``bootstrap_job``: the first start, month by month (in-process)."""
+
+    @op(
+        pool=WRITER_POOL,
+        description="Bring an empty or long idle database up to the last Monday before the "
+        "exchange's clock, one month at a time: fetch the month with no connection open, "
+        "store it, extend every tracker over it and train its HMM models, then commit "
+        "the month's rows and checkpoints in one short transaction. Readers get in between "
+        "months; progress is logged per symbol and interval.",
+    )
+    def bootstrap(context: OpExecutionContext, store: StoreResource, bybit: BybitResource,
+                  fear_greed_api: FearGreedResource):
+        with forward_progress(context):
+            rows = yield from _bootstrap_steps(context, config, store.store(), bybit.client(),
+                                               fear_greed_api.client(), "bootstrap_job")
+        yield Output(rows)
+
+    return _in_process_job(
+        "bootstrap_job", bootstrap,
+        "First start: ingestion and sentiment history for the configured history, in "
+        "monthly chunks (requested by live_update_sensor on an empty or long idle "
+        "database); the live job then only adds new bars.",
+        tags=symbol_tags(config.symbols))
 
 
 @op(

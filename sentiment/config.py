@@ -343,6 +343,8 @@ class Config(_Section):
     symbols: tuple[Symbol, ...] = ("BTCUSDT", "ETHUSDT")
     intervals: tuple[IntervalCode, ...] = ("60", "240")
     start_date: Annotated[dt.date, Strict()] = dt.date(2022, 1, 1)
+    #: The last day of the daily partitions (inclusive); None: they run up to today.
+    end_date: Annotated[dt.date, Strict()] | None = None
     weights: Weights = field(default_factory=Weights)
     regime: RegimeConfig = field(default_factory=RegimeConfig)
     exchange_data: ExchangeDataConfig = field(default_factory=ExchangeDataConfig)
@@ -378,7 +380,7 @@ class Config(_Section):
             raise _problem(f"{info.field_name} must be unique")
         return value
 
-    @field_validator("start_date", mode="before")
+    @field_validator("start_date", "end_date", mode="before")
     @classmethod
     def _date(cls, value: Any) -> Any:
         if isinstance(value, dt.datetime):
@@ -398,6 +400,13 @@ class Config(_Section):
             raise _problem(f"must be between {FIRST_START_DATE} (no crypto market data "
                            f"before) and today ({today}), got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Config:
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise _problem(f"must be on or after start_date ({self.start_date}), got "
+                           f"{self.end_date}", "end_date")
+        return self
 
 
 #: The dotted key of each section, for :data:`REMOVED_KEYS`.

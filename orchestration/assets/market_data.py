@@ -17,6 +17,7 @@ the run's rows.
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from orchestration.assets import SINGLE_RUN, WRITES_DUCKDB, span_metadata
+from orchestration.assets import (
+    SINGLE_RUN,
+    WRITES_DUCKDB,
+    empty_metadata,
+    empty_partitions,
+    span_metadata,
+    tag_run_symbols,
+)
+from orchestration.logs import forward_progress
 from orchestration.partitions import (
     DateRun,
     daily_partitions,
@@ -43,6 +52,8 @@ from orchestration.partitions import (
 from orchestration.resources import StoreResource
 from sentiment.config import Config
 from sentiment.io.store import TABLES, ShrinkError, Slice, Store
+
+log = logging.getLogger(__name__)
 
 GROUP = "market_data"
 #: Run tag: "<run id> <device:inode>" of the database file the run's first writing step found.
@@ -190,14 +201,13 @@ def _ingest(
     config: IngestConfig,
 ) -> MaterializeResult:
     runs = group_partition_keys(list(context.partition_keys))
+    tag_run_symbols(context, runs)
     db = run_store(context, store)  # before fetching: the file as the run found it
     frames, slices = [], []
     for run in runs:
-        context.log.info(
-            f"{table}: fetching {run.symbol or 'all'} {run.start:%Y-%m-%d}..{run.end:%Y-%m-%d} "
-            f"({run.days} day(s))"
-        )
         frame = fetch(run.symbol, run.start, run.end)
+        log.info(f"{table} {run.symbol or 'all'}: {len(frame):,} row(s) fetched for "
+                 f"{run.start:%Y-%m-%d}..{run.end:%Y-%m-%d} ({run.days} day(s))")
         frames.append(frame)
         slices.append(Slice(frame, run.start, run.end, where(run.symbol)))
     if config.allow_shrink:
@@ -216,8 +226,25 @@ def _ingest(
         raise
     _remember_file(context, db)  # a file this write created
     combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    context.log.info(f"{table}: wrote {written} row(s) for {len(runs)} range(s)")
-    return MaterializeResult(metadata=_metadata(table, combined, runs, source))
+    log.info(f"{table}: wrote {written:,} row(s) for {len(runs)} range(s)")
+    empty, total = empty_partitions(runs, _days(table, combined))
+    why = (f"{source} answered no {table} rows for those days: before the symbol's "
+           "listing, after the end of its data, or not published yet")
+    if empty:
+        log.warning(f"{table}: {len(empty)} of {total} partition(s) hold no rows "
+                    f"(first {empty[0]})")
+    return MaterializeResult(metadata=_metadata(table, combined, runs, source)
+                             | empty_metadata(empty, total, why))
+
+
+def _days(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The partition (UTC day, and symbol) of each row of ``frame``."""
+    if frame.empty:
+        return pd.DataFrame({"day": []})
+    days = {"day": pd.to_datetime(frame[TABLES[table].time_column]).dt.floor("D")}
+    if "symbol" in frame.columns:
+        days["symbol"] = frame["symbol"]
+    return pd.DataFrame(days)
 
 
 def _skipped(context: AssetExecutionContext, table: str, flag: str) -> MaterializeResult:
@@ -257,8 +284,9 @@ def build_ingestion_asset(spec: Ingestion, config: Config) -> AssetsDefinition:
             return _skipped(context, spec.table, off)
         source = getattr(context.resources, spec.resource)
         fetch = _fetcher(spec, source.client(), values)
-        return _ingest(context, context.resources.store, spec.table, source.base_url, fetch,
-                       where, config)
+        with forward_progress(context):
+            return _ingest(context, context.resources.store, spec.table, source.base_url,
+                           fetch, where, config)
 
     return ingest
 

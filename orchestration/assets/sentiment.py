@@ -18,12 +18,20 @@ from dagster import (
     asset,
 )
 
-from orchestration.assets import SINGLE_RUN, WRITES_DUCKDB, span_metadata
+from orchestration.assets import (
+    SINGLE_RUN,
+    WRITES_DUCKDB,
+    empty_metadata,
+    empty_partitions,
+    span_metadata,
+    tag_run_symbols,
+)
 from orchestration.assets.market_data import INGESTIONS
+from orchestration.logs import forward_progress
 from orchestration.partitions import group_partition_keys, market_data_partitions
 from orchestration.resources import StoreResource
 from sentiment.config import Config
-from sentiment.services.pipeline import backfill, model_rows, train_latest
+from sentiment.services.pipeline import backfill, interval_delta, model_rows, train_latest
 
 GROUP = "sentiment"
 
@@ -50,20 +58,29 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
                           ) -> MaterializeResult:
         db = store.store()
         history, transitions, rows, models = [], [], 0, {}
-        for run in group_partition_keys(list(context.partition_keys)):
-            result = backfill(db, config, run.symbol, run.start, run.end)
-            history += result.history
-            transitions += result.transitions
-            rows += result.rows
-            models.update({m.model_id: m for m in result.models})
-            context.log.info(f"sentiment_history: {run.symbol} {run.start:%Y-%m-%d}.."
-                             f"{run.end:%Y-%m-%d}: {result.rows} row(s), "
-                             f"{len(result.models)} HMM model(s) trained")
+        runs = group_partition_keys(list(context.partition_keys))
+        tag_run_symbols(context, runs)
+        with forward_progress(context):  # per symbol and interval, as each is computed
+            for run in runs:
+                result = backfill(db, config, run.symbol, run.start, run.end)
+                history += result.history
+                transitions += result.transitions
+                rows += result.rows
+                models.update({m.model_id: m for m in result.models})
         upsert = {"hmm_models": model_rows(list(models.values()))} if models else {}
         db.write(replace={"sentiment_history": history, "regime_transitions": transitions},
                  upsert=upsert)
         frames = [s.frame for s in history if len(s.frame)]
         combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        # A row's partition is the UTC day its bar opened (its timestamp is the close).
+        opened = [(s.frame["timestamp"] - interval_delta(s.frame["interval"].iloc[0]))
+                  .dt.floor("D") for s in history if len(s.frame)]
+        days = pd.DataFrame({"day": pd.concat(opened, ignore_index=True),
+                             "symbol": combined["symbol"]}) if frames else pd.DataFrame(
+                                 {"day": [], "symbol": []})
+        empty, total = empty_partitions(runs, days)
+        why = ("no stored candles for those days: materialize candles for them first (the "
+               "exchange may have none: before the symbol's listing, after its data's end)")
         meta = {
             "dagster/row_count": MetadataValue.int(rows),
             "transitions": MetadataValue.int(sum(len(s.frame) for s in transitions)),
@@ -73,7 +90,7 @@ def build_sentiment_assets(config: Config) -> list[AssetsDefinition]:
             meta |= span_metadata(combined["timestamp"])
             regimes = combined["regime"].value_counts()
             meta["regimes"] = MetadataValue.json({str(k): int(v) for k, v in regimes.items()})
-        return MaterializeResult(metadata=meta)
+        return MaterializeResult(metadata=meta | empty_metadata(empty, total, why))
 
     @asset(
         description="Gaussian HMM regime models per symbol and interval, trained on the last "

@@ -15,6 +15,8 @@ was partitioned (DESIGN 8.4: it never touches the live ``tracker_state``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -26,6 +28,11 @@ from sentiment.history import Series, compute_series, with_hmm
 from sentiment.io.store import Slice, Store
 from sentiment.models import INTERVAL_MINUTES
 from sentiment.services.finality import final_until_of, newest_rows
+
+log = logging.getLogger(__name__)
+
+#: A long step says how far it got at most this often (HMM training: about 0.3 s a model).
+PROGRESS_SECONDS = 5.0
 
 #: Slower inputs read for a symbol, with the ``compute_history`` argument each feeds.
 INPUT_TABLES = {
@@ -106,12 +113,19 @@ def ensure_models(store: Store, config: Config, symbol: str, interval: str,
     if not bounds:
         return [], []
     have = stored_models(store, config, symbol, interval, since=bounds[0])
+    todo = sum(1 for b in bounds if b not in have)
     models, new = [], []
+    said, tried = time.monotonic(), 0
     for boundary in bounds:
         model = have.get(boundary)
         if model is None:
             model = hmm.train_at(features, boundary, config, symbol=symbol,
                                  interval=interval)
+            tried += 1
+            if time.monotonic() - said >= PROGRESS_SECONDS and tried < todo:
+                log.info("%s %s: HMM %d/%d model(s) trained (up to %s)", symbol, interval,
+                         tried, todo, f"{boundary:%Y-%m-%d}")
+                said = time.monotonic()
             if model is None:
                 continue
             new.append(model)
@@ -183,6 +197,7 @@ def backfill(store: Store, config: Config, symbol: str, start: dt.datetime,
     inputs = load_inputs(store, config, symbol, end=end + longest + dt.timedelta(minutes=1))
     result = BackfillResult([], [], 0)
     for interval in config.intervals:
+        started = time.monotonic()
         candles = load_candles(store, symbol, interval, end=end)
         lo, hi = start + interval_delta(interval), end + interval_delta(interval)
         done = compute(store, config, symbol, interval, inputs, candles=candles)
@@ -196,6 +211,9 @@ def backfill(store: Store, config: Config, symbol: str, start: dt.datetime,
         result.transitions.append(
             Slice(trans[tkeep.to_numpy()].reset_index(drop=True), lo, hi, where))
         result.rows += len(frame)
+        log.info("%s %s: %s row(s) for %s..%s, %d HMM model(s) trained (%.1f s)", symbol,
+                 interval, f"{len(frame):,}", f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}",
+                 len(done.models), time.monotonic() - started)
     return result
 
 

@@ -22,10 +22,14 @@ def test_definitions_names():
         "fear_greed_values_in_range", "fear_greed_freshness",
         "sentiment_history_values_in_range", "sentiment_history_no_gaps",
         "sentiment_history_regimes_valid",
+        # Reported by each materialization: every partition it wrote holds rows.
+        "candles_partitions_have_rows", "funding_rates_partitions_have_rows",
+        "open_interest_partitions_have_rows", "long_short_ratio_partitions_have_rows",
+        "fear_greed_partitions_have_rows", "sentiment_history_partitions_have_rows",
     }
     jobs = {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")}
     assert jobs == {"market_data_job", "fear_greed_job", "sentiment_job", "hmm_retrain_job",
-                    "live_update_job", "stream_load_job"}
+                    "live_update_job", "bootstrap_job", "stream_load_job"}
     assert {s.name for s in repo.schedule_defs} == {
         "market_data_daily_schedule", "fear_greed_daily_schedule", "hmm_retrain_schedule"
     }

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
 from orchestration.resources import StagingResource
+from orchestration.sensors import STREAM_LOAD_SECONDS
 from sentiment.io.staging import Staging
 from sentiment.io.store import Store
 
@@ -73,6 +76,13 @@ def test_stream_load_sensor_and_job(clean_replay, tmp_path):
     staging = Staging(directory)
     stage(staging, LIVE_FROM, LIVE_FROM + dt.timedelta(hours=1),
           LIVE_FROM + dt.timedelta(hours=1))
+    # Just staged: left for the next live run to load (loads are batched).
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        assert "the next live run loads them" in sensor(context).skip_message
+    # Waiting longer than a live run would take to come: one load run.
+    old = time.time() - STREAM_LOAD_SECONDS - 1
+    for path in staging.pending():
+        os.utime(path, (old, old))
     with build_sensor_context(instance=instance, resources=resources) as context:
         request = sensor(context)
     assert isinstance(request, RunRequest) and request.tags["staged_files"] == "3"

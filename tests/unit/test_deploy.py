@@ -104,7 +104,9 @@ def test_production_runs_four_at_once_one_per_symbol(pg_env, tmp_path):
     queue = concurrency.run_queue_config
     assert queue.max_concurrent_runs == 4
     assert queue.tag_concurrency_limits == [
-        {"key": SYMBOL_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+        {"key": SYMBOL_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        {"key": "sentiment/symbol", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        {"key": "sentiment/symbols", "limit": 1}]
     # The writers' pool no longer serialises every run.
     assert concurrency.pool_config.default_pool_limit == 4
 
