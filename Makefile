@@ -101,17 +101,18 @@ up: install
 # `make up` with PostgreSQL for both the warehouse and the Dagster instance
 # (deploy/dagster/dagster.yaml: runs, events and schedules in PostgreSQL, four runs at once,
 # symbols updated in parallel). By default a server of this machine keeps its files in
-# data/postgres, listens on 127.0.0.1:PG_PORT and stops when this stops (installed from Debian's
+# PG_DIR (data/postgres), listens on 127.0.0.1:PG_PORT and stops when this stops (installed from Debian's
 # package when missing, like for the tests). PG_URL=postgresql://user:password@host:port uses
 # an existing server instead. Either way the databases `sentiment` (the warehouse) and
 # `dagster` (the instance) are created when missing; nothing else differs from `make up`.
 PG_PORT ?= 5433
 PG_URL ?=
-PG_DAGSTER_HOME := $(CURDIR)/data/dagster-postgres
+PG_DIR ?= data/postgres
+PG_DAGSTER_HOME ?= $(CURDIR)/data/dagster-postgres
 up-postgres: install $(if $(PG_URL),,$(POSTGRES))
 	@if [ -n "$(PG_URL)" ]; then url="$(PG_URL)"; else \
-	  url=$$($(BIN)/python scripts/local_postgres.py start data/postgres --port $(PG_PORT)) || exit 1; \
-	  trap "$(BIN)/python scripts/local_postgres.py stop data/postgres" EXIT INT TERM; \
+	  url=$$($(BIN)/python scripts/local_postgres.py start $(PG_DIR) --port $(PG_PORT)) || exit 1; \
+	  trap "$(BIN)/python scripts/local_postgres.py stop $(PG_DIR)" EXIT; trap "exit 130" INT TERM; \
 	fi; \
 	$(BIN)/python scripts/local_postgres.py createdb $$url sentiment dagster || exit 1; \
 	mkdir -p $(PG_DAGSTER_HOME) && cp deploy/dagster/dagster.yaml $(PG_DAGSTER_HOME)/; \

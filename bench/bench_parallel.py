@@ -16,8 +16,9 @@ server from Debian's package (``scripts/local_postgres.py``: fsync off, as in th
    once); then ``latency``: bar close on the exchange -> committed row of every symbol
    through ``dagster dev`` (sensor polling every second), both backends.
 
-``python bench/bench_parallel.py [backfill] [live] [latency] [--symbols N]`` (all three and
-20 symbols by default).
+``python bench/bench_parallel.py [backfill] [live] [latency] [--symbols N] [--from DAY]``
+(all three, 20 symbols and the whole bundled year by default; ``--from 2022-10-01``
+backfills the last quarter, a quarter of the time).
 Skips with a message when PostgreSQL's server binaries are not installed.
 """
 
@@ -195,13 +196,14 @@ def _environment(tmp: Path, server: str, key: str, runs: int | None, cfg: Path,
     return home, env
 
 
-def bench_backfill(tmp: Path, bundle: Path, server: str, setups: list[int | None]) -> None:
+def bench_backfill(tmp: Path, bundle: Path, server: str, setups: list[int | None],
+                   first: str = "2022-01-01") -> None:
     symbols = _symbols(bundle)
     cfg = tmp / "backfill.yaml"
-    cfg.write_text(config_text(symbols, "2022-01-01"))
-    first, last = "2022-01-01", "2022-12-31"
-    print(f"backfill of the bundled year ({first}..{last}), {len(symbols)} symbols x 2 "
-          "intervals, one run per symbol and job, all submitted at once through dagster dev:")
+    cfg.write_text(config_text(symbols, first))
+    last = "2022-12-31"
+    print(f"backfill {first}..{last}, {len(symbols)} symbols x 2 intervals, one run per "
+          "symbol and job, all submitted at once through dagster dev:")
     with ReplayExchange(port=0, bundle_dir=bundle) as exchange:
         for runs in setups:
             name = "DuckDB, one writer (pool limit 1)" if runs is None else (
@@ -327,6 +329,11 @@ def main() -> None:
         at = args.index("--symbols")
         n = int(args[at + 1])
         del args[at:at + 2]
+    first = "2022-01-01"
+    if "--from" in args:
+        at = args.index("--from")
+        first = args[at + 1]
+        del args[at:at + 2]
     parts = set(args) or {"backfill", "live", "latency"}
     bin_dir = postgres_binaries()
     if bin_dir is None:
@@ -339,7 +346,7 @@ def main() -> None:
         bundle = tmp / "bundle"
         write_bundle(bundle, n)
         if "backfill" in parts:
-            bench_backfill(tmp, bundle, server, [None, 2, 4])
+            bench_backfill(tmp, bundle, server, [None, 2, 4], first)
         if "latency" in parts:
             bench_latency(tmp, bundle, server, [None, 4])
         if "live" in parts:

@@ -68,9 +68,13 @@ def start(bin_dir: str, directory: str, port: int | None = None, *, durable: boo
         return f"postgresql://postgres@127.0.0.1:{int(lines[3])}"
     port = port or free_port()
     if not os.path.exists(os.path.join(data, "PG_VERSION")):
-        subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", data, "-U", "postgres",
-                        "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                       check=True, capture_output=True)
+        made = subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", data, "-U", "postgres",
+                               "--auth=trust", "--encoding=UTF8", "--no-sync"],
+                              capture_output=True, text=True)
+        if made.returncode != 0:
+            hint = (" (the server runs as the postgres user, which must be able to reach "
+                    f"{directory}: pick a directory it can enter)" if as_user else "")
+            raise RuntimeError(f"initdb failed in {directory}{hint}: {made.stderr.strip()}")
     options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' "
                "-c max_connections=100" + ("" if durable else " -c fsync=off"))
     done = subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", data, "-o", options, "-w",

@@ -1,0 +1,87 @@
+"""`make up-postgres` from the command line, as a user runs it: a PostgreSQL server of this
+machine, the Dagster instance and the warehouse in it, the live loop writing rows; Ctrl-C
+stops every part, the server included."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from local_postgres import free_port, postgres_binaries
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait(condition, seconds: float, proc: subprocess.Popen, log: Path):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"make up-postgres exited early:\n{log.read_text()[-4000:]}")
+        try:
+            if condition():
+                return
+        except (psycopg.OperationalError, psycopg.errors.UndefinedTable):
+            pass  # the server, the database or its tables are not there yet
+        time.sleep(1)
+    pytest.fail(f"timed out:\n{log.read_text()[-4000:]}")
+
+
+@pytest.mark.skipif(postgres_binaries() is None, reason="no PostgreSQL server binaries")
+def test_make_up_postgres_runs_the_live_loop_and_stops_on_ctrl_c(tmp_path):
+    config = tmp_path / "sentiment.yaml"
+    config.write_text((ROOT / "sentiment.yaml").read_text().replace(
+        'start_date: "2022-01-01"', 'start_date: "2022-11-24"'))
+    ports = {name: str(free_port()) for name in
+             ("PG_PORT", "DAGSTER_PORT", "DASHBOARD_PORT", "REPLAY_PORT", "REPLAY_WS_PORT")}
+    log = tmp_path / "make.log"
+    # Where the postgres user can enter (pytest's own directories are private to root).
+    pg_dir = tempfile.mkdtemp(prefix="sentiment-up-pg-")
+    env = {**os.environ, "SENTIMENT_CONFIG": str(config),
+           "SENTIMENT_STREAM_DIR": str(tmp_path / "stream")}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "up-postgres", f"PG_DIR={pg_dir}",
+             f"PG_DAGSTER_HOME={tmp_path / 'dagster'}",
+             *(f"{k}={v}" for k, v in ports.items())],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = f"postgresql://postgres@127.0.0.1:{ports['PG_PORT']}"
+    try:
+        def live_rows() -> bool:
+            with psycopg.connect(f"{server}/sentiment", connect_timeout=5) as conn:
+                n = conn.execute(
+                    "SELECT count(DISTINCT symbol) FROM sentiment_history WHERE "
+                    "timestamp > %s", [dt.datetime(2022, 12, 1, 1)]).fetchone()[0]
+            return n == 2  # both symbols have a row the live loop wrote after its start
+
+        _wait(live_rows, 400, proc, log)
+        with psycopg.connect(f"{server}/dagster") as conn:  # the instance is in PostgreSQL
+            runs = dict(conn.execute("SELECT pipeline_name, count(*) FROM runs WHERE "
+                                     "status = 'SUCCESS' GROUP BY 1").fetchall())
+        assert runs.get("live_update_job", 0) + runs.get("bootstrap_job", 0) >= 1, runs
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    # Every part stopped: the server (the recipe's trap) and the services on their ports.
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(f"{server}/postgres", connect_timeout=3).close()
+    shutil.rmtree(pg_dir, ignore_errors=True)
+    import socket
+
+    for name in ("DAGSTER_PORT", "DASHBOARD_PORT", "REPLAY_PORT"):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", int(ports[name]))) != 0, name
