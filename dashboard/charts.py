@@ -18,6 +18,7 @@ from sentiment.core.engine import (
 )
 from sentiment.core.scores import SUBSCORE_COLUMNS, contributions
 from sentiment.models import REGIMES
+from sentiment.provenance import SHOWN
 
 #: The Okabe-Ito palette (Okabe & Ito 2008), which readers with any common colour-vision
 #: deficiency can tell apart; the regimes, the HMM labels and rising/falling use it.
@@ -320,15 +321,15 @@ def exchange(funding: pd.DataFrame, oi: pd.DataFrame, long_short: pd.DataFrame,
     """Funding rate, open interest, long/short account ratio and Fear & Greed, with the
     brief's thresholds; then, when the live stream recorded any in the range, order-book
     imbalance (5-minute means) and liquidations per hour (longs down, shorts up).
-    ``notes`` (table -> tag, :func:`sentiment.provenance.synthetic_series`) marks the
-    series that are not market data in their panel's title and trace name."""
+    ``notes`` (table -> kind, :func:`sentiment.provenance.series_tags`) marks the series
+    that are not market data in their panel's title and trace name."""
     notes = notes or {}
 
     def marked(text: str, table: str) -> str:
-        return f"{text} · {notes[table].upper()}" if table in notes else text
+        return f"{text} · {SHOWN[notes[table]].upper()}" if table in notes else text
 
     def named(text: str, table: str) -> str:
-        return f"{text} ({notes[table]})" if table in notes else text
+        return f"{text} ({SHOWN[notes[table]]})" if table in notes else text
 
     titles = ["Funding rate (% per settlement)",
               marked("Open interest (base coin)", "open_interest"),

@@ -11,7 +11,6 @@ are bound as parameters, never formatted into it.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import logging
 from collections import OrderedDict
@@ -32,9 +31,9 @@ from sentiment.errors import SentimentError
 from sentiment.io.retry import DASHBOARD_LOCK_WAIT_SECONDS
 from sentiment.io.sources.bybit import BybitClient
 from sentiment.io.staging import Staging
-from sentiment.io.store import MISSING_TABLE_ERRORS, Store, named_queries
+from sentiment.io.store import MISSING_TABLE_ERRORS, DatabaseBusy, Store, named_queries
 from sentiment.models import INTERVAL_MINUTES
-from sentiment.provenance import Generated, synthetic_series
+from sentiment.provenance import SYNTHETIC_TABLES, series_tags
 from sentiment.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -85,8 +84,9 @@ _SHOWING_AS_OF: dict[str, dt.datetime] = {}
 
 
 def _is_lock_wait(exc: BaseException) -> bool:
-    """Whether a store error is the lock wait running out (a writer holds the file)."""
-    return isinstance(exc.__cause__, duckdb.IOException | duckdb.ConnectionException)
+    """Whether a store error is the lock wait running out (a writer holds the file), not
+    a file DuckDB cannot open at all (also an IO error)."""
+    return isinstance(exc, DatabaseBusy)
 
 
 def _guarded(db_path: str, key: tuple, read: Callable[[Store], Any]) -> Any:
@@ -283,29 +283,17 @@ def stream_silence(row: dict, staged: dt.datetime | None, wall_now: dt.datetime)
     return max(0.0, (pd.Timestamp(wall_now) - max(signs)).total_seconds())
 
 
-@functools.lru_cache(maxsize=1)
-def generated() -> Generated:
-    """What the replay exchange generates rather than records (its synthetic open interest
-    and long/short ratio), computed from the bundle once per process (about 0.3 s)."""
-    from replay.server import BUNDLE_END, BUNDLE_START, BUNDLED_SYMBOLS, load_bundle
-
-    bundle = load_bundle()
-    return Generated(
-        series={"open_interest": bundle["open_interest"].set_index(["symbol", "ts"])[
-                    "open_interest"],
-                "long_short_ratio": bundle["long_short"].set_index(["symbol", "ts"])[
-                    "buy_ratio"]},
-        symbols=tuple(BUNDLED_SYMBOLS), start=BUNDLE_START, end=BUNDLE_END)
-
-
 @st.cache_data(ttl=60, show_spinner=False)
-def provenance(db_path: str) -> dict[str, str]:
-    """Which stored series are not market data (:func:`sentiment.provenance.
-    synthetic_series`: ``{table: "synthetic" or "derived from candles"}``), re-read every
-    minute; empty when nothing is stored yet."""
+def provenance(db_path: str, symbol: str, at: dt.datetime) -> dict[str, str]:
+    """Which of ``symbol``'s series at ``at`` (a bar close, or the stream's exchange time)
+    are not market data: :func:`sentiment.provenance.series_tags`, ``{table: "synthetic" or
+    "derived"}``, re-read every minute; empty for market data or when nothing is stored."""
+    def read(store: Store) -> dict[str, str]:
+        with store.connect(read_only=True) as conn:
+            return series_tags(conn, symbol, at)
+
     try:
-        return _guarded(db_path, ("provenance",),
-                        lambda store: synthetic_series(store, generated()))
+        return _guarded(db_path, ("provenance", symbol, str(at)), read)
     except NoData:
         return {}
 
@@ -313,7 +301,7 @@ def provenance(db_path: str) -> dict[str, str]:
 def tier_notes(series: dict[str, str]) -> dict[str, str]:
     """The sub-score tiers fed by a series that is not market data, with a note."""
     notes = {}
-    if {"open_interest", "long_short_ratio"} & set(series):
+    if set(SYNTHETIC_TABLES) & set(series):
         notes["exchange"] = "partly synthetic"
     return notes
 

@@ -29,7 +29,8 @@ from replay.server import (
 )
 from sentiment.config import load_config
 from sentiment.io.store import Store, named_queries
-from sentiment.services.status import format_status, read_source
+from sentiment.provenance import read_source
+from sentiment.services.status import format_status
 from sentiment.settings import get_settings
 
 #: Tables filled by the ingestion assets, and what the demo says about their origin.

@@ -207,13 +207,8 @@ def _tables(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from sentiment.config import load_config
     from sentiment.io.store import named_queries
-    from sentiment.services.status import (
-        DERIVED_MEANS,
-        SYNTHETIC_MEANS,
-        format_status,
-        read_source,
-        row_json,
-    )
+    from sentiment.provenance import DERIVED_MEANS, SYNTHETIC_MEANS, read_source
+    from sentiment.services.status import format_status, row_json
 
     config = load_config()
     symbols = choose_symbols(args.symbol, config.symbols)
@@ -273,7 +268,8 @@ def _history(args: argparse.Namespace) -> int:
 
     from sentiment.config import load_config
     from sentiment.io.store import named_queries
-    from sentiment.services.status import SYNTHETIC_MEANS, read_source, row_json
+    from sentiment.provenance import SYNTHETIC_MEANS, read_source
+    from sentiment.services.status import row_json
 
     config = load_config()
     symbols = choose_symbols(args.symbol, config.symbols)

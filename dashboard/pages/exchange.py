@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, controls, queries
+from sentiment.provenance import SYNTHETIC
 
 settings, config, extents = controls.page("Exchange and macro data")
 
@@ -20,8 +21,8 @@ def provenance_sentence(notes: dict[str, str]) -> str:
     """Which series drawn here are not market data, in one sentence."""
     names = {"open_interest": "open interest", "long_short_ratio": "the long/short ratio",
              "orderbook_imbalance": "order-book imbalance", "liquidations": "liquidations"}
-    synthetic = [names[t] for t, tag in notes.items() if tag == "synthetic" and t in names]
-    derived = [names[t] for t, tag in notes.items() if tag != "synthetic" and t in names]
+    synthetic = [names[t] for t, kind in notes.items() if kind == SYNTHETIC and t in names]
+    derived = [names[t] for t, kind in notes.items() if kind != SYNTHETIC and t in names]
     parts = []
     if synthetic:
         parts.append(f"{' and '.join(synthetic)} are SYNTHETIC (generated from the candles "
@@ -41,7 +42,9 @@ def exchange() -> None:
         controls.explain(exc, settings.db_path, config.dashboard.refresh_seconds)
         return
     controls.busy_note(settings.db_path)
-    notes = queries.provenance(settings.db_path)
+    # Judged at the newest bar shown: the series drawn come from where its candles came from.
+    shown_until = min(pd.Timestamp(end), pd.Timestamp(mine["last"].max())).to_pydatetime()
+    notes = queries.provenance(settings.db_path, symbol, shown_until)
     if notes:
         st.warning(provenance_sentence(notes), icon=":material/science:")
     st.caption(f"{symbol}: open interest every {ex.open_interest_interval}, long/short "

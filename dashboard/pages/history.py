@@ -69,7 +69,8 @@ def history() -> None:
                f"bars, {rows['timestamp'].iloc[0]:%Y-%m-%d %H:%M} to "
                f"{newest['timestamp']:%Y-%m-%d %H:%M} UTC (bar closes). Latest: {state}."
                + drawn)
-    notes = queries.tier_notes(queries.provenance(settings.db_path))
+    notes = queries.tier_notes(queries.provenance(
+        settings.db_path, symbol, pd.Timestamp(newest["timestamp"]).to_pydatetime()))
     st.plotly_chart(charts.history(rows, config.weights.as_dict(), bar, notes), key="history")
     shortest = charts.min_period_bars(len(rows))
     merged = "" if shortest == 1 else (

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts, controls, queries
 from sentiment.models import INTERVAL_MINUTES, fear_greed_class, sentiment_label
-from sentiment.provenance import DERIVED, SYNTHETIC
+from sentiment.provenance import DERIVED, DERIVED_TABLES, SHOWN, SYNTHETIC, SYNTHETIC_TABLES
 
 settings, config = controls.context()
 st.title("Market sentiment")
@@ -18,7 +18,7 @@ BAR_NAME = controls.INTERVAL_NAMES.get(interval, interval)
 st.html("<style>[data-testid='stMetricValue'] {font-size: 1.6rem;} "
         "[data-testid='stMetricValue'] > div {white-space: normal; overflow: visible;}</style>")
 #: How a tag on a figure reads (Streamlit's Markdown badge).
-TAGS = {SYNTHETIC: ":orange-badge[synthetic]", DERIVED: ":orange-badge[derived from candles]"}
+TAGS = {kind: f":orange-badge[{SHOWN[kind]}]" for kind in (SYNTHETIC, DERIVED)}
 
 
 def _pct(value, fmt):
@@ -36,7 +36,7 @@ def _age(seconds: float) -> str:
 def _tag(table: str, series: dict[str, str]) -> dict:
     """A figure's tag when its series is not market data: the metric's delta, in orange."""
     tag = series.get(table)
-    return dict(delta=tag, delta_color="orange", delta_arrow="off") if tag else {}
+    return dict(delta=SHOWN[tag], delta_color="orange", delta_arrow="off") if tag else {}
 
 
 def _change(closes: pd.Series, back: pd.Timedelta) -> float:
@@ -98,7 +98,7 @@ def stream_metrics(live: dict | None, pressure, usual: float, silence: float,
         st.warning(f"Live stream stopped: nothing new from it for {_age(silence)} (this "
                    f"machine's clock); its newest message is stamped {through} (exchange "
                    "time).", icon=":material/signal_disconnected:")
-    derived = sorted({series[t] for t in ("orderbook_imbalance", "liquidations") if t in series})
+    derived = sorted({series[t] for t in DERIVED_TABLES if t in series})
     if derived:
         st.markdown(f"Order book and liquidations: {' '.join(TAGS[t] for t in derived)}")
     f, g = st.columns(2)
@@ -132,7 +132,8 @@ def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool, closes: pd.Series,
                 usual: float = 0.0, silence: float = 0.0) -> None:
     with st.container(border=True):
         st.subheader(row["symbol"])
-        freshness(row, now, clock_ok, recorded=bool(series))
+        freshness(row, now, clock_ok,
+                  recorded=any(t in series for t in SYNTHETIC_TABLES))
         price_metrics(row, closes)
         left, right = st.columns([1, 1])
         with left:
@@ -177,19 +178,31 @@ def symbol_card(row: dict, now: pd.Timestamp, clock_ok: bool, closes: pd.Series,
         stream_metrics(live, pressure, usual, silence, series)
 
 
+def tags(db: str, symbol: str, row: dict, live: dict | None) -> dict[str, str]:
+    """``symbol``'s series that are not market data (:func:`sentiment.provenance.
+    series_tags`): the bar's at its close; the live stream's at its own exchange time."""
+    out = queries.provenance(db, symbol, pd.Timestamp(row["timestamp"]).to_pydatetime())
+    out = {t: kind for t, kind in out.items() if t not in DERIVED_TABLES}
+    if live is not None:
+        at = pd.Timestamp(live["through"]).to_pydatetime()
+        out |= {t: kind for t, kind in queries.provenance(db, symbol, at).items()
+                if t in DERIVED_TABLES}
+    return out
+
+
 @st.fragment(run_every=config.dashboard.refresh_seconds)
 def overview() -> None:
     db = settings.db_path
     try:
         queries.extents(db)  # NoData when nothing is stored yet
         latest = queries.latest(db, interval)
-        series = queries.provenance(db)
         stream_now, liquidations = queries.stream(db)
         rows = {r["symbol"]: r for r in latest.to_dict("records")}
+        live = {r["symbol"]: r for r in stream_now.to_dict("records")}
+        series = {name: tags(db, name, r, live.get(name)) for name, r in rows.items()}
         closes = {name: queries.recent_closes(db, name, interval,
                                               pd.Timestamp(r["timestamp"]).to_pydatetime())
                   for name, r in rows.items()}
-        live = {r["symbol"]: r for r in stream_now.to_dict("records")}
         usual = {name: queries.liquidation_baseline(
                      db, name, pd.Timestamp(r["through"]).to_pydatetime(),
                      config.stream.liquidation_window_seconds) for name, r in live.items()}
@@ -209,11 +222,11 @@ def overview() -> None:
                     liquidations, mine, config.stream.liquidation_window_seconds)
                 silence = 0.0 if mine is None else queries.stream_silence(mine, staged,
                                                                           wall_now)
-                symbol_card(rows[name], now, clock_ok, closes[name], series, mine, pressure,
-                            usual.get(name, 0.0), silence)
+                symbol_card(rows[name], now, clock_ok, closes[name], series[name], mine,
+                            pressure, usual.get(name, 0.0), silence)
             else:
                 st.info(f"No {name} rows at this interval yet.")
-    if series:
+    if any(series.values()):
         st.caption("Tagged figures are not market data: the replay exchange generates open "
                    "interest and the long/short ratio from the candles (synthetic) and "
                    "derives its order book and liquidations from them; the price, funding "

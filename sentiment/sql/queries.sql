@@ -24,19 +24,6 @@ FROM sentiment_history
 GROUP BY symbol, interval
 ORDER BY symbol, interval;
 
--- name: replay_turnover
--- The replay exchange's mark on a symbol's hourly candles in the day before a bar close: its
--- recording lacks turnover, so it serves volume x close to 4 decimals (replay/data/README.md);
--- Bybit reports the quote volume actually traded, which differs as soon as an hour trades at
--- more than one price (sentiment/services/status.py). Counts the traded bars and those that
--- carry such a turnover. Parameters: symbol, bar close.
-SELECT count(*) AS traded,
-       count(*) FILTER (WHERE abs(turnover - volume * close) <= 0.00005 + 1e-9 * turnover)
-           AS replay_turnover
-FROM candles
-WHERE symbol = $1 AND interval = '60' AND volume > 0
-  AND open_time >= $2::TIMESTAMP - INTERVAL '1 day' AND open_time < $2::TIMESTAMP;
-
 -- name: history_range
 -- One symbol and interval's rows in time order, with the bar close in [start, end]; a NULL
 -- bound leaves that side open (sentiment evaluate). Parameters: symbol, interval, start, end.

@@ -339,7 +339,7 @@ def test_overview_and_exchange_show_the_live_stream(app, dashboard_db, tmp_path,
     stored = Store(db)
     newest = stored.query("SELECT obi FROM orderbook_imbalance ORDER BY ts DESC LIMIT 1")
     obi = [m for m in at.metric if m.label == "Order book (OBI)"]
-    # Stamped in 2022 and loaded now: the replay exchange's stream, derived from candles.
+    # The candles of its hours are the replay's: so is the stream, derived from candles.
     assert any("derived from candles" in m.value for m in at.markdown)
     assert len(obi) == 1 and obi[0].value == f"{newest['obi'].iloc[0]:+.2f}"  # BTCUSDT only
     liq = next(m for m in at.metric if m.label.startswith("Liquidations"))

@@ -70,13 +70,13 @@ def copy_db(dashboard_db, tmp_path):
     return make
 
 
-def _as_real_market_data(db: str) -> None:
-    """Make the stored open interest and long/short ratio differ from what the replay
-    exchange generates, as measured values would."""
+def _as_real_market_data(db: str, symbol: str | None = None) -> None:
+    """Make the stored candles (of ``symbol``, or all) carry a measured turnover, as Bybit's
+    do: the quote volume actually traded, 0.2 % off volume x close (the replay exchange
+    serves exactly volume x close)."""
     with Store(db).connect() as conn:
-        conn.execute("UPDATE open_interest SET open_interest = open_interest * 1.0007")
-        conn.execute("UPDATE long_short_ratio SET buy_ratio = buy_ratio + 0.0013, "
-                     "sell_ratio = sell_ratio - 0.0013")
+        conn.execute("UPDATE candles SET turnover = volume * close * 1.002 WHERE symbol = ?"
+                     " OR ?", [symbol or "", symbol is None])
 
 
 def _charts(at: AppTest) -> list[dict]:
@@ -193,45 +193,52 @@ def test_real_data_are_not_tagged(env, copy_db):
     db = copy_db()
     _as_real_market_data(db)
     with_stream_data(db, Path(db).parent / "staged")
-    # A live stream: loaded moments after its own exchange time.
-    with Store(db).connect() as conn:
-        conn.execute("UPDATE stream_state SET loaded_at = through + INTERVAL 3 SECOND")
     env(db)
     at = _run()
     assert not at.exception
+    assert any(m.label == "Order book (OBI)" for m in at.metric)  # the stream is shown
     assert all(m.delta not in ("synthetic", "derived from candles") for m in at.metric)
     assert not any("derived from candles" in m.value for m in at.markdown)
+    tiers = [c for c in _charts(at) if c["data"][0]["type"] == "bar"]
+    assert tiers and not any("synthetic" in str(t["data"][0]["y"]) for t in tiers)
     at.switch_page(PAGES[2]).run()
     assert not any(w.value.startswith("Not market data") for w in at.warning)
     names = [t["name"] for t in _charts(at)[0]["data"]]
-    assert "open interest" in names and "long share" in names
+    assert "open interest" in names and "long share" in names and "OBI" in names
 
 
-def test_provenance_reads_the_data_not_the_settings(dashboard_db, copy_db):
-    """sentiment.provenance: the bundle's generated series are found whatever the settings
-    say; measured ones (here: shifted) are not; a stream is derived when its 2022 exchange
-    time was loaded long after, live when loaded at once."""
-    from dashboard.queries import generated
-    from sentiment.provenance import DERIVED, SYNTHETIC, classify, synthetic_series
+def test_provenance_reads_the_candles_not_the_settings(dashboard_db, copy_db):
+    """sentiment.provenance: the replay's candles (turnover = volume x close) mark a symbol's
+    open interest and long/short ratio synthetic and its stream derived, whatever the
+    settings say; measured turnover marks nothing, symbol by symbol; without candles in the
+    day before, nothing can be told and nothing is marked."""
+    from sentiment.provenance import DERIVED, SYNTHETIC, read_source, series_tags
 
-    assert synthetic_series(dashboard_db, generated()) == {"open_interest": SYNTHETIC,
-                                                           "long_short_ratio": SYNTHETIC}
-    assert synthetic_series(dashboard_db) == {}  # nothing to compare with: not judged
+    made_up = {"open_interest": SYNTHETIC, "long_short_ratio": SYNTHETIC,
+               "orderbook_imbalance": DERIVED, "liquidations": DERIVED}
+    hour = dt.timedelta(hours=1)
+    first, newest = Store(dashboard_db).query(
+        "SELECT min(open_time) AS a, max(open_time) AS b FROM candles WHERE symbol = "
+        "'BTCUSDT' AND interval = '60'").iloc[0]
+    first, newest = pd.Timestamp(first).to_pydatetime(), pd.Timestamp(newest).to_pydatetime()
+    last = newest + hour  # the newest bar's close
+    with Store(dashboard_db).connect(read_only=True) as conn:
+        for symbol in SYMBOLS:
+            assert series_tags(conn, symbol, last) == made_up
+        assert series_tags(conn, "BTCUSDT", first) == {}  # no candles before: not told
+        assert series_tags(conn, "BTCUSDT", first + 2 * hour) == {}  # two: too few
+        assert read_source(conn, "BTCUSDT", first + 3 * hour).replay
     db = copy_db()
-    _as_real_market_data(db)
-    assert synthetic_series(Store(db), generated()) == {}
-    through = pd.Timestamp("2022-03-31 00:00")
-    replayed = pd.DataFrame({"symbol": ["BTCUSDT"], "through": [through],
-                             "loaded_at": [pd.Timestamp("2026-01-01")]})
-    for reference in (generated(), None):
-        assert classify({"stream_state": replayed}, reference) == {
-            "orderbook_imbalance": DERIVED, "liquidations": DERIVED}
-        live = replayed.assign(loaded_at=through + pd.Timedelta(seconds=4))
-        assert classify({"stream_state": live}, reference) == {}
-    # Outside the recording and loaded two days late (the loader was down): a real stream.
-    late = pd.DataFrame({"symbol": ["BTCUSDT"], "through": [pd.Timestamp("2025-12-30")],
-                         "loaded_at": [pd.Timestamp("2026-01-01")]})
-    assert classify({"stream_state": late}, generated()) == {}
+    _as_real_market_data(db, "BTCUSDT")
+    with Store(db).connect(read_only=True) as conn:
+        assert series_tags(conn, "BTCUSDT", last) == {}
+        assert series_tags(conn, "ETHUSDT", last) == made_up
+    # One measured hour in the day is enough: the replay serves none.
+    with Store(db).connect() as conn:
+        conn.execute("UPDATE candles SET turnover = volume * close WHERE symbol = 'BTCUSDT' "
+                     "AND open_time < ?", [newest])
+        assert series_tags(conn, "BTCUSDT", last) == {}
+        assert series_tags(conn, "BTCUSDT", newest) == made_up
 
 
 # ---------------------------------------------------------------------------- the history

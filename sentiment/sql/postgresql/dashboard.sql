@@ -17,7 +17,7 @@ WHERE s.symbol = ? AND s.interval = ? AND s.timestamp > ? AND s.timestamp <= ?
 ORDER BY s.timestamp;
 
 -- name: stream_now
-SELECT st.symbol, st.through,
+SELECT st.symbol, st.through, st.loaded_at,
        (SELECT obi FROM orderbook_imbalance o WHERE o.symbol = st.symbol
         ORDER BY o.ts DESC LIMIT 1) AS obi,
        (SELECT max(ts) FROM orderbook_imbalance o WHERE o.symbol = st.symbol) AS obi_ts,
