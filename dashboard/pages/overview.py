@@ -49,6 +49,11 @@ def _change(closes: pd.Series, back: pd.Timedelta) -> float:
     return float(closes.iloc[-1] / closes.loc[then] - 1.0)
 
 
+#: A replayed bar older than this by the exchange's clock belongs to a recorded period read
+#: without the live loop; a younger one is a live replay that has not caught up yet.
+RECORDED_AFTER = pd.Timedelta(days=7)
+
+
 def freshness(row: dict, now: pd.Timestamp, clock_ok: bool, recorded: bool) -> None:
     """How old the latest bar is, by the exchange's clock (DESIGN 8.18): a caption when
     fresh, a red flag when stale, and a plain note for a recorded period (the bundled 2022
@@ -62,6 +67,11 @@ def freshness(row: dict, now: pd.Timestamp, clock_ok: bool, recorded: bool) -> N
     when = f"{closed:%Y-%m-%d %H:%M} UTC"
     if age <= limit:
         st.caption(f"Latest bar closed {when}, {_age(max(age, 0))} ago by {clock}.")
+    elif recorded and age < RECORDED_AFTER.total_seconds():
+        # The replay exchange's clock is running near the data: the live loop is behind.
+        st.warning(f"Catching up: the latest bar closed {when}, {_age(age)} before the "
+                   f"replay exchange's clock; the live loop writes the bars closed since "
+                   "(a first start takes a few minutes).", icon=":material/update:")
     elif recorded:
         st.info(f"Recorded period: the latest bar closed {when}. This database holds the "
                 f"bundled recording of {closed - bar:%Y}, not a live feed (`make up` runs the live "

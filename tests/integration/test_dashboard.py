@@ -95,6 +95,19 @@ def test_stale_flag_follows_the_exchange_clock(app, clean_replay, dashboard_db):
     assert len(fresh) == 2 and all("10 min ago by the exchange's clock." in c for c in fresh)
 
 
+def test_a_replay_running_ahead_of_the_rows_reads_as_catching_up(app, clean_replay,
+                                                                   dashboard_db):
+    """The replay exchange's clock a few hours past the newest rows (the live loop's first
+    start): the loop is behind, which the page says, neither a recorded period nor stale."""
+    last = max(r["timestamp"] for r in _latest(dashboard_db, "60").values())
+    clean_replay.set_clock(last + dt.timedelta(hours=6))
+    at = app()
+    assert not at.error and not [i for i in at.info if i.value.startswith("Recorded")]
+    behind = [w.value for w in at.warning if w.value.startswith("Catching up")]
+    assert len(behind) == 2 and all("6 h before the replay exchange's clock" in w
+                                    for w in behind), behind
+
+
 def test_interval_selector_changes_the_overview_and_the_url(app, dashboard_db):
     at = app()
     at.sidebar.selectbox[0].set_value("240").run()

@@ -46,8 +46,10 @@ def test_make_up_postgres_runs_the_live_loop_and_stops_on_ctrl_c(tmp_path):
     log = tmp_path / "make.log"
     # Where the postgres user can enter (pytest's own directories are private to root).
     pg_dir = tempfile.mkdtemp(prefix="sentiment-up-pg-")
-    env = {**os.environ, "SENTIMENT_CONFIG": str(config),
-           "SENTIMENT_STREAM_DIR": str(tmp_path / "stream")}
+    # The sources are the replay exchange `make up` starts (the tests' dead-end defaults go).
+    env = {k: v for k, v in os.environ.items() if k not in (
+        "BYBIT_BASE_URL", "BYBIT_WS_URL", "FEAR_GREED_URL", "SENTIMENT_DB", "DAGSTER_HOME")}
+    env |= {"SENTIMENT_CONFIG": str(config), "SENTIMENT_STREAM_DIR": str(tmp_path / "stream")}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             ["make", "--no-print-directory", "up-postgres", f"PG_DIR={pg_dir}",
