@@ -121,9 +121,11 @@ def subscores(row: dict, notes: dict[str, str] | None = None) -> go.Figure:
     fig = go.Figure(go.Bar(
         x=values, y=[tier_label(n, notes).replace(" (", "<br>(") for n in names],
         orientation="h", marker_color=[TIER_COLORS[n] for n in names],
-        text=["n/a" if v != v else f"{v:+.2f}" for v in values], textposition="auto",
-        hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
-    fig.update_layout(height=230, xaxis=dict(range=[-1, 1], zeroline=True), **_LAYOUT)
+        text=["n/a" if v != v else f"{v:+.2f}" for v in values], textposition="outside",
+        cliponaxis=False, hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
+    # Room beyond +-1 for a label outside its bar (inside a short bar it was cut off).
+    fig.update_layout(height=230, xaxis=dict(range=[-1.35, 1.35], zeroline=True,
+                                             tickvals=[-1, -0.5, 0, 0.5, 1]), **_LAYOUT)
     fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=11))
     return fig
