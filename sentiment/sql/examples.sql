@@ -1,6 +1,7 @@
 -- Example queries against data/sentiment.duckdb (after `make demo`).
 -- Run one by pasting it into Python:  .venv/bin/python -c "import duckdb, sys; print(duckdb.connect('data/sentiment.duckdb', read_only=True).sql(sys.stdin.read()))"
 -- (then paste the query and press Ctrl-D), or into the duckdb shell. Views: sentiment/sql/views.sql.
+-- The same queries for a PostgreSQL store: sentiment/sql/postgresql/examples.sql.
 
 -- Daily OHLCV for BTCUSDT from the hourly candles.
 SELECT date_trunc('day', open_time) AS day,
@@ -20,9 +21,11 @@ FROM candles c
 ASOF LEFT JOIN funding_rates f
        ON f.symbol = c.symbol AND f.funding_time <= c.open_time + INTERVAL 1 HOUR
 ASOF LEFT JOIN open_interest oi
-       ON oi.symbol = c.symbol AND oi.ts + INTERVAL 1 HOUR <= c.open_time + INTERVAL 1 HOUR
+       ON oi.symbol = c.symbol AND oi.interval = '1h'
+      AND oi.ts + INTERVAL 1 HOUR <= c.open_time + INTERVAL 1 HOUR
 ASOF LEFT JOIN long_short_ratio ls
-       ON ls.symbol = c.symbol AND ls.ts + INTERVAL 1 HOUR <= c.open_time + INTERVAL 1 HOUR
+       ON ls.symbol = c.symbol AND ls.period = '1h'
+      AND ls.ts + INTERVAL 1 HOUR <= c.open_time + INTERVAL 1 HOUR
 ASOF LEFT JOIN fear_greed fg
        ON fg.ts <= c.open_time + INTERVAL 1 HOUR
 WHERE c.symbol = 'BTCUSDT' AND c.interval = '60'
@@ -33,7 +36,7 @@ LIMIT 48;
 SELECT symbol, funding_time, funding_rate
 FROM funding_rates
 WHERE funding_rate > 0.001 OR funding_rate < -0.0005
-ORDER BY funding_time;
+ORDER BY funding_time, symbol;
 
 -- Fear & Greed extremes (alternative.me's bands: Extreme Fear 0-25, Extreme Greed 76-100) and
 -- what BTC did over the next 7 days.
@@ -59,7 +62,7 @@ SELECT regime, count(*) AS periods, round(avg(bars), 1) AS avg_bars, max(bars) A
 FROM regime_periods
 WHERE symbol = 'BTCUSDT' AND interval = '60'
 GROUP BY regime
-ORDER BY periods DESC;
+ORDER BY periods DESC, regime;
 
 -- Every confirmed regime change with the score at that bar.
 SELECT t.timestamp, t.from_regime, t.to_regime, round(h.sentiment_score, 2) AS score
@@ -83,10 +86,10 @@ WHERE sentiment_score IS NOT NULL AND ret IS NOT NULL
 GROUP BY band
 ORDER BY band;
 
--- Sub-scores on the bars where the regime was capitulation or breakout.
+-- Sub-scores on the BTCUSDT hourly bars where the regime was capitulation or breakout.
 SELECT timestamp, regime, round(trend_score, 2) AS trend, round(momentum_score, 2) AS mom,
        round(volume_flow_score, 2) AS flow, round(exchange_sentiment, 2) AS exchange,
        open_interest_delta_pct, funding_rate
 FROM sentiment_history
-WHERE symbol = 'BTCUSDT' AND regime IN ('capitulation', 'breakout')
+WHERE symbol = 'BTCUSDT' AND interval = '60' AND regime IN ('capitulation', 'breakout')
 ORDER BY timestamp;
