@@ -36,6 +36,28 @@ def _wait(condition, seconds: float, proc: subprocess.Popen, log: Path):
     pytest.fail(f"timed out:\n{log.read_text()[-4000:]}")
 
 
+def _interrupt(proc: subprocess.Popen) -> bool:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it); then SIGTERM, as a
+    service manager sends it, if the parts are still shutting down after a minute. True
+    when everything exited."""
+    for sig, grace in ((signal.SIGINT, 90), (signal.SIGTERM, 60)):
+        if proc.poll() is not None:
+            return True
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=grace)
+            return True
+        except subprocess.TimeoutExpired:
+            continue
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return False
+
+
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(postgres_binaries() is None, reason="no PostgreSQL server binaries")
 def test_make_up_postgres_runs_the_live_loop_and_stops_on_ctrl_c(tmp_path):
     config = tmp_path / "sentiment.yaml"
@@ -71,13 +93,12 @@ def test_make_up_postgres_runs_the_live_loop_and_stops_on_ctrl_c(tmp_path):
                                      "status = 'SUCCESS' GROUP BY 1").fetchall())
         assert runs.get("live_update_job", 0) + runs.get("bootstrap_job", 0) >= 1, runs
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        stopped = _interrupt(proc)
+        if not stopped:  # never leave a server behind, whatever happened above
+            from local_postgres import stop
+
+            stop(postgres_binaries(), pg_dir, mode="immediate")
+    assert stopped, f"make up-postgres did not stop:\n{log.read_text()[-3000:]}"
     # Every part stopped: the server (the recipe's trap) and the services on their ports.
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(f"{server}/postgres", connect_timeout=3).close()
